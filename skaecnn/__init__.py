@@ -1,0 +1,19 @@
+"""skaecnn: unsupervised feature learning on images with scikit-learn estimators.
+
+A sparse autoencoder learns filters from image patches; the filters are
+convolved over whole images, passed through the activation and pooled into one
+feature vector per image, for any scikit-learn classifier.
+"""
+
+from ._autoencoder import SparseAutoencoderFeatures
+from ._normalization import PatchNormalizer
+from ._whitening import ZCAWhitening
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PatchNormalizer",
+    "SparseAutoencoderFeatures",
+    "ZCAWhitening",
+    "__version__",
+]

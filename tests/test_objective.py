@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from skaecnn._objective import initialize, kl_divergence, loss_and_gradient, unpack
+
+
+def _problem(decoder, n=20, d=7, k=5, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.uniform(0.05, 0.95, size=(n, d))
+    if decoder == "linear":
+        X = rng.normal(size=(n, d))
+    theta = initialize(d, k, rng, np.float64)
+    # Non-zero biases exercise their gradients too.
+    theta[2 * k * d :] = rng.normal(scale=0.1, size=k + d)
+    return X, theta, k
+
+
+@pytest.mark.parametrize("decoder", ["sigmoid", "linear"])
+@pytest.mark.parametrize("alpha", [0.0, 1e-2])
+@pytest.mark.parametrize("beta", [0.0, 3.0])
+def test_gradient_matches_finite_differences(decoder, alpha, beta):
+    X, theta, k = _problem(decoder)
+
+    def f(t):
+        return loss_and_gradient(t, X, k, alpha, 0.05, beta, decoder)[0]
+
+    _, grad = loss_and_gradient(theta, X, k, alpha, 0.05, beta, decoder)
+    # Central differences: error O(h^2) ~ 1e-12 relative.
+    h = 1e-6
+    numeric = np.array(
+        [(f(theta + h * e) - f(theta - h * e)) / (2 * h) for e in np.eye(theta.size)]
+    )
+    rel = np.linalg.norm(grad - numeric) / np.linalg.norm(grad + numeric)
+    assert rel < 1e-6
+
+
+@pytest.mark.parametrize("decoder", ["sigmoid", "linear"])
+def test_loss_is_the_formula(decoder):
+    X, theta, k = _problem(decoder)
+    n, d = X.shape
+    alpha, rho, beta = 1e-3, 0.1, 2.0
+    W1, W2, b1, b2 = unpack(theta, d, k)
+    A = 1 / (1 + np.exp(-(X @ W1.T + b1)))
+    Y = A @ W2.T + b2
+    if decoder == "sigmoid":
+        Y = 1 / (1 + np.exp(-Y))
+    rho_hat = A.mean(axis=0)
+    kl = rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat))
+    expected = (
+        0.5 / n * np.sum((Y - X) ** 2)
+        + alpha / 2 * (np.sum(W1**2) + np.sum(W2**2))
+        + beta * kl.sum()
+    )
+    loss, _ = loss_and_gradient(theta, X, k, alpha, rho, beta, decoder)
+    assert loss == pytest.approx(expected, rel=1e-12)
+    assert kl_divergence(rho, rho_hat) == pytest.approx(kl.sum(), rel=1e-12)
+
+
+def test_float32_stays_float32_and_agrees_with_float64():
+    X, theta, k = _problem("sigmoid")
+    l64, g64 = loss_and_gradient(theta, X, k, 1e-4, 0.05, 3.0, "sigmoid")
+    l32, g32 = loss_and_gradient(
+        theta.astype(np.float32), X.astype(np.float32), k, 1e-4, 0.05, 3.0, "sigmoid"
+    )
+    assert g32.dtype == np.float32
+    assert l32 == pytest.approx(l64, rel=1e-5)
+    np.testing.assert_allclose(g32, g64, rtol=1e-3, atol=1e-6)
+
+
+def test_initialization_range_and_zero_biases():
+    d, k = 10, 4
+    theta = initialize(d, k, np.random.RandomState(0), np.float32)
+    W1, W2, b1, b2 = unpack(theta, d, k)
+    r = np.sqrt(6 / (d + k + 1))
+    assert theta.dtype == np.float32
+    assert np.abs(W1).max() <= r and np.abs(W2).max() <= r
+    assert np.abs(W1).max() > 0.5 * r
+    assert not b1.any() and not b2.any()
