@@ -6,12 +6,14 @@ feature vector per image, for any scikit-learn classifier.
 """
 
 from ._autoencoder import SparseAutoencoderFeatures
+from ._convpool import ConvPoolTransformer
 from ._normalization import PatchNormalizer
 from ._whitening import ZCAWhitening
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConvPoolTransformer",
     "PatchNormalizer",
     "SparseAutoencoderFeatures",
     "ZCAWhitening",

@@ -1,0 +1,416 @@
+"""Convolution of learned patch features over whole images, with pooling."""
+
+import os
+import time
+from contextlib import contextmanager
+
+import numba
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, clone
+from sklearn.pipeline import make_pipeline
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
+
+from . import _kernels
+from ._autoencoder import SparseAutoencoderFeatures
+from ._folding import fold_encoder
+from ._images import check_images, sample_patches, working_dtype
+from ._normalization import PatchNormalizer
+from ._validation import check_option, check_positive_int
+from ._whitening import ZCAWhitening
+
+# Budget for one chunk's patch matrix and filter responses when batch_size is
+# None: large enough for BLAS to run at full speed, small enough for the cache.
+_CHUNK_BYTES = 32 * 2**20
+# Coates et al.'s per-patch normalization epsilon for pixels in [0, 255].
+_COATES_EPSILON = 10.0
+
+
+def _pair(value, name):
+    pair = (value, value) if np.ndim(value) == 0 else tuple(value)
+    if len(pair) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints; got {value!r}.")
+    return tuple(check_positive_int(v, name) for v in pair)
+
+
+@contextmanager
+def _threads(n_jobs):
+    """Use ``n_jobs`` threads in numba's kernels and in BLAS, one after the other."""
+    available = numba.config.NUMBA_NUM_THREADS
+    if n_jobs is None or n_jobs == -1:
+        n = available
+    else:
+        n = check_positive_int(n_jobs, "n_jobs") if n_jobs > 0 else available + 1 + n_jobs
+        n = min(max(n, 1), available)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n, user_api="blas"):
+            yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Learned patch features convolved over whole images, activated and pooled.
+
+    :meth:`fit` draws ``n_patches`` random ``m x m`` patches from the images
+    and fits a clone of ``encoder`` on them. :meth:`transform` is, by
+    definition, ``encoder_.transform`` applied to every ``m x m`` window at
+    stride 1 (a 'valid' convolution: one ``(h-m+1) x (w-m+1)`` map per encoder
+    output), followed by pooling of each map over non-overlapping
+    ``pool_size`` regions from the top-left corner, dropping the remainder
+    (UFLDL's ``cnnPool``). The maps are unrolled into one vector per image.
+
+    When the encoder is a chain of affine steps (:class:`ZCAWhitening`,
+    :class:`~sklearn.preprocessing.StandardScaler`,
+    :class:`~sklearn.decomposition.PCA`) ending in
+    :class:`SparseAutoencoderFeatures`, :class:`~sklearn.neural_network.BernoulliRBM`
+    or an affine step, optionally after a leading :class:`PatchNormalizer`, it
+    is folded into filters ``filters_`` and bias ``intercept_``, and a fused
+    kernel computes convolution (BLAS), activation and pooling chunk by chunk.
+    Any other encoder is applied to chunks of extracted patches. Either way the
+    un-pooled maps of the whole data set never exist at once.
+
+    Parameters
+    ----------
+    encoder : estimator or None, default=None
+        Transformer (or Pipeline of transformers) of patch vectors, cloned and
+        fitted on the sampled patches. None uses
+        ``make_pipeline(PatchNormalizer(epsilon=eps), ZCAWhitening(epsilon=0.1),
+        SparseAutoencoderFeatures(n_components=100, decoder="linear",
+        sparsity_target=0.035, sparsity_weight=5.0, alpha=3e-3))`` with
+        ``eps = 10 * (R / 255)**2`` for pixel range ``R`` of the sampled
+        patches: Coates et al.'s ``eps = 10`` for 8-bit pixels, scaled to the
+        data.
+    patch_size : int, default=8
+        Side ``m`` of the square patches (filters).
+    n_patches : int, default=10000
+        Number of random patches the encoder is fitted on.
+    pool_size : int or (int, int), default=2
+        Height and width of the pooling regions.
+    pooling : {"mean", "max", "sum"}, default="mean"
+        Pooling function.
+    image_shape : tuple or None, default=None
+        ``(h, w)`` or ``(h, w, c)`` of the images when ``X`` is 2-D
+        ``(n, h*w*c)``; one entry may be -1, inferred from the width as in
+        :func:`numpy.reshape` (``(1, -1)`` takes rows as 1-D signals). None
+        infers a square single-channel shape.
+    flatten : bool, default=True
+        Return ``(n, ph*pw*k)`` rows; otherwise ``(n, ph, pw, k)`` maps, which a
+        second ConvPoolTransformer takes as images with ``k`` channels.
+    batch_size : int or None, default=None
+        Images per chunk in :meth:`transform`; None sizes chunks to about
+        32 MiB of working memory.
+    n_jobs : int or None, default=None
+        Threads for the kernels and BLAS; None or -1 uses all cores.
+    random_state : int, RandomState instance or None, default=None
+        Seeds patch sampling and, for the default encoder, its initialization.
+    verbose : int, default=0
+        If positive, report patch sampling and the encoder's progress in
+        :meth:`fit`, and chunks done, images/s and time left in
+        :meth:`transform`.
+
+    Attributes
+    ----------
+    encoder_ : estimator
+        The fitted clone of ``encoder``.
+    filters_ : ndarray of shape (k, m, m, c) or None
+        The folded filters in image space (preprocessing included), which the
+        kernel convolves, in float64; None when the encoder cannot be folded.
+    intercept_ : ndarray of shape (k,) or None
+        The folded bias; None when the encoder cannot be folded.
+    output_shape_ : tuple of int
+        ``(ph, pw, k)``, the pooled maps of one image.
+    image_shape_ : tuple of int
+        ``(h, w, c)`` of the training images.
+    n_features_in_ : int
+        ``h * w * c``.
+
+    See Also
+    --------
+    SparseAutoencoderFeatures : The default patch encoder.
+    skaecnn.plotting.plot_filters : Picture of ``filters_``.
+
+    References
+    ----------
+    .. [1] UFLDL Tutorial, "Feature extraction using convolution" and "Pooling".
+    .. [2] A. Coates, H. Lee and A. Y. Ng, "An Analysis of Single-Layer Networks
+       in Unsupervised Feature Learning", AISTATS 2011.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skaecnn import ConvPoolTransformer, SparseAutoencoderFeatures
+    >>> X = load_digits().images / 16.0
+    >>> conv = ConvPoolTransformer(
+    ...     SparseAutoencoderFeatures(n_components=16, max_iter=50, random_state=0),
+    ...     patch_size=3, n_patches=2000, pool_size=3, random_state=0)
+    >>> F = conv.fit_transform(X)
+    >>> F.shape, conv.output_shape_, conv.filters_.shape
+    ((1797, 64), (2, 2, 16), (16, 3, 3, 1))
+    """
+
+    def __init__(
+        self,
+        encoder=None,
+        patch_size=8,
+        n_patches=10000,
+        pool_size=2,
+        pooling="mean",
+        image_shape=None,
+        flatten=True,
+        batch_size=None,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.encoder = encoder
+        self.patch_size = patch_size
+        self.n_patches = n_patches
+        self.pool_size = pool_size
+        self.pooling = pooling
+        self.image_shape = image_shape
+        self.flatten = flatten
+        self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _validate_params(self):
+        check_positive_int(self.patch_size, "patch_size")
+        check_positive_int(self.n_patches, "n_patches")
+        _pair(self.pool_size, "pool_size")
+        check_option(self.pooling, "pooling", ("mean", "max", "sum"))
+        if not isinstance(self.flatten, (bool, np.bool_)):
+            raise TypeError(f"flatten must be a bool; got {self.flatten!r}.")
+        if self.batch_size is not None:
+            check_positive_int(self.batch_size, "batch_size")
+        if self.n_jobs is not None and (
+            isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, (int, np.integer))
+            or self.n_jobs == 0
+        ):
+            raise ValueError(f"n_jobs must be None or a non-zero int; got {self.n_jobs!r}.")
+        if self.encoder is not None and not hasattr(self.encoder, "transform"):
+            raise TypeError(
+                "encoder must be None or a scikit-learn transformer (with fit and "
+                f"transform); got {type(self.encoder).__name__}."
+            )
+
+    def _map_geometry(self, image_shape):
+        """``(pooled rows, pooled cols)`` for images of ``image_shape``, checked."""
+        h, w, _ = image_shape
+        m = self.patch_size
+        if m > h or m > w:
+            raise ValueError(
+                f"patch_size={m} is larger than the images ({h} x {w})."
+            )
+        ph, pw = _pair(self.pool_size, "pool_size")
+        if ph > h - m + 1 or pw > w - m + 1:
+            raise ValueError(
+                f"pool_size={self.pool_size!r} is larger than the "
+                f"{h - m + 1} x {w - m + 1} convolution maps (images {h} x {w}, "
+                f"patch_size={m})."
+            )
+        return (h - m + 1) // ph, (w - m + 1) // pw
+
+    def _default_encoder(self, patches, rng):
+        value_range = float(np.ptp(patches)) or 1.0
+        return make_pipeline(
+            PatchNormalizer(epsilon=_COATES_EPSILON * (value_range / 255.0) ** 2),
+            ZCAWhitening(epsilon=0.1),
+            SparseAutoencoderFeatures(
+                n_components=100,
+                decoder="linear",
+                sparsity_target=0.035,
+                sparsity_weight=5.0,
+                alpha=3e-3,
+                random_state=rng.randint(np.iinfo(np.int32).max),
+                verbose=self.verbose,
+            ),
+        )
+
+    def fit(self, X, y=None):
+        """Sample patches from the images and fit the encoder on them.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, h, w), (n, h, w, c) or (n, h*w*c)
+            Training images, any real dtype.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : ConvPoolTransformer
+            The fitted transformer.
+        """
+        self._validate_params()
+        images = check_images(X, self.image_shape)
+        self._map_geometry(images.shape[1:])
+        rng = check_random_state(self.random_state)
+        start = time.perf_counter()
+        patches = sample_patches(
+            images, self.patch_size, self.n_patches, rng, working_dtype(images.dtype)
+        )
+        if self.verbose:
+            print(
+                f"[{type(self).__name__}] Sampled {self.n_patches} patches of "
+                f"{patches.shape[1]} values from {images.shape[0]} images "
+                f"in {time.perf_counter() - start:.2f} s; fitting the encoder."
+            )
+        if self.encoder is None:
+            self.encoder_ = self._default_encoder(patches, rng)
+        else:
+            self.encoder_ = clone(self.encoder)
+        with _threads(self.n_jobs):
+            self.encoder_.fit(patches)
+            n_outputs = np.asarray(self.encoder_.transform(patches[:1])).shape[1]
+        self._folded = fold_encoder(self.encoder_)
+        self.image_shape_ = images.shape[1:]
+        self.n_features_in_ = int(np.prod(self.image_shape_))
+        self.output_shape_ = self._map_geometry(self.image_shape_) + (n_outputs,)
+        if self.verbose:
+            print(
+                f"[{type(self).__name__}] Fitted in {time.perf_counter() - start:.2f} s; "
+                f"{n_outputs} features per window, output {self.output_shape_}."
+            )
+        return self
+
+    def _check_transform_input(self, X):
+        check_is_fitted(self)
+        images = check_images(X, self.image_shape)
+        n_features = int(np.prod(images.shape[1:]))
+        if n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {n_features} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input (images of shape "
+                f"{self.image_shape_}, height x width x channels)."
+            )
+        if images.shape[1:] != self.image_shape_:
+            raise ValueError(
+                f"X holds images of shape {images.shape[1:]} (height, width, channels), "
+                f"but {type(self).__name__} was fitted on {self.image_shape_}."
+            )
+        return images
+
+    def transform(self, X):
+        """Convolve, activate and pool: one feature vector (or map stack) per image.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, h, w), (n, h, w, c) or (n, h*w*c)
+            Images of the shape seen in :meth:`fit`.
+
+        Returns
+        -------
+        features : ndarray of shape (n, ph*pw*k), or (n, ph, pw, k) if not flatten
+            Pooled maps, float32 for float32 input, else float64.
+        """
+        images = self._check_transform_input(X)
+        out = self._convolve_pool(images, _pair(self.pool_size, "pool_size"))
+        return out.reshape(out.shape[0], -1) if self.flatten else out
+
+    def convolve(self, X):
+        """The activation maps before pooling, one per encoder output.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, h, w), (n, h, w, c) or (n, h*w*c)
+            Images of the shape seen in :meth:`fit`.
+
+        Returns
+        -------
+        maps : ndarray of shape (n, h-m+1, w-m+1, k)
+            ``encoder_.transform`` of every window (memory grows with all of it:
+            meant for looking at a few images).
+        """
+        return self._convolve_pool(self._check_transform_input(X), (1, 1))
+
+    def _convolve_pool(self, images, pool):
+        n, h, w, c = images.shape
+        m = self.patch_size
+        ph, pw = pool
+        n_ph, n_pw = (h - m + 1) // ph, (w - m + 1) // pw
+        rows, cols = n_ph * ph, n_pw * pw
+        k = self.output_shape_[2]
+        dtype = working_dtype(images.dtype)
+        d = m * m * c
+        positions = rows * cols
+        chunk = self.batch_size or max(1, _CHUNK_BYTES // (positions * (d + k) * dtype.itemsize))
+        chunk = min(chunk, n)
+        out = np.empty((n, n_ph, n_pw, k), dtype=dtype)
+        patches = np.empty((chunk * positions, d), dtype=dtype)
+        folded = self._folded
+        if folded is not None:
+            filters_t = np.ascontiguousarray(folded.weights.T, dtype=dtype)
+            bias = folded.bias.astype(dtype)
+            responses = np.empty((chunk * positions, k), dtype=dtype)
+            activation = _kernels.SIGMOID if folded.activation == "sigmoid" else _kernels.IDENTITY
+            normalize = folded.normalize_epsilon is not None
+            epsilon = folded.normalize_epsilon if normalize else 0.0
+        else:
+            bias = np.zeros(k, dtype=dtype)
+            activation, normalize, epsilon = _kernels.IDENTITY, False, 0.0
+        pooling = {"mean": _kernels.MEAN, "max": _kernels.MAX, "sum": _kernels.SUM}[self.pooling]
+        start = last_report = time.perf_counter()
+        with _threads(self.n_jobs):
+            for begin in range(0, n, chunk):
+                batch = np.ascontiguousarray(images[begin : begin + chunk], dtype=dtype)
+                nb = batch.shape[0]
+                P = patches[: nb * positions]
+                _kernels.extract_patches(batch, m, rows, cols, normalize, epsilon, P)
+                if folded is not None:
+                    R = np.matmul(P, filters_t, out=responses[: nb * positions])
+                else:
+                    R = self._encode_generic(P, k, dtype)
+                _kernels.activate_pool(
+                    R, bias, activation, rows, cols, ph, pw, pooling, out[begin : begin + nb]
+                )
+                now = time.perf_counter()
+                if self.verbose and (now - last_report > 1.0 or begin + nb == n):
+                    last_report = now
+                    self._report_progress(begin + nb, n, now - start)
+        return out
+
+    def _encode_generic(self, patches, k, dtype):
+        R = np.ascontiguousarray(self.encoder_.transform(patches), dtype=dtype)
+        if R.shape != (patches.shape[0], k):
+            raise ValueError(
+                f"encoder_.transform returned shape {R.shape} for {patches.shape[0]} "
+                f"patches; expected ({patches.shape[0]}, {k}) as at fit."
+            )
+        return R
+
+    def _report_progress(self, done, total, elapsed):
+        rate = done / elapsed if elapsed > 0 else float("inf")
+        left = (total - done) / rate if rate > 0 else 0.0
+        print(
+            f"[{type(self).__name__}] {done}/{total} images, {rate:.0f} images/s, "
+            f"{left:.1f} s left"
+        )
+
+    @property
+    def filters_(self):
+        """Folded filters (k, m, m, c) in image space, or None (see Attributes)."""
+        check_is_fitted(self)
+        if self._folded is None:
+            return None
+        m, c = self.patch_size, self.image_shape_[2]
+        return self._folded.weights.reshape(-1, m, m, c)
+
+    @property
+    def intercept_(self):
+        """Folded bias (k,), or None (see Attributes)."""
+        check_is_fitted(self)
+        return None if self._folded is None else self._folded.bias
+
+    @property
+    def _n_features_out(self):
+        return int(np.prod(self.output_shape_))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags

@@ -1,0 +1,141 @@
+"""Image input checks and random patch sampling.
+
+Images are handled channels last, as (n, h, w, c) views of what the user
+passed; they are converted to floating point chunk by chunk, so a large uint8
+data set is never copied whole.
+"""
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.lib.stride_tricks import sliding_window_view
+from sklearn.utils import assert_all_finite
+
+
+def working_dtype(dtype):
+    """float32 stays float32 (and float16 computes in float32); the rest is float64."""
+    return np.dtype(np.float32) if dtype in (np.float16, np.float32) else np.dtype(np.float64)
+
+
+def _check_shape_param(image_shape, n_features=None):
+    """``image_shape`` as (h, w, c); one entry may be -1, inferred from ``n_features``."""
+    shape = tuple(image_shape) if isinstance(image_shape, (tuple, list)) else None
+    if (
+        shape is None
+        or len(shape) not in (2, 3)
+        or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in shape)
+        or not all(s > 0 or s == -1 for s in shape)
+        or shape.count(-1) > 1
+    ):
+        raise ValueError(
+            "image_shape must be None, (height, width) or (height, width, channels) "
+            f"with positive ints (one may be -1, inferred); got {image_shape!r}."
+        )
+    if -1 in shape and n_features is not None:
+        known = -math.prod(shape)
+        if n_features % known:
+            raise ValueError(
+                f"image_shape={image_shape!r} cannot hold rows of {n_features} features."
+            )
+        shape = tuple(n_features // known if s == -1 else s for s in shape)
+    return shape if len(shape) == 3 else shape + (1,)
+
+
+def check_images(X, image_shape=None):
+    """Validate ``X`` and return it as an (n, h, w, c) array (a view when possible).
+
+    Parameters
+    ----------
+    X : array-like
+        Images (n, h, w) or (n, h, w, c), or rows (n, h*w*c) with ``image_shape``.
+    image_shape : tuple or None
+        (h, w) or (h, w, c) for 2-D ``X``, one entry possibly -1 (inferred from
+        the width, as in :func:`numpy.reshape`); None infers a square
+        single-channel shape. For 3-D and 4-D ``X`` it must agree with ``X``
+        when given.
+
+    Returns
+    -------
+    images : ndarray of shape (n, h, w, c)
+        Same dtype as ``X``; converted to floating point later, per chunk.
+    """
+    if sp.issparse(X):
+        raise TypeError(
+            "Sparse data was passed for X, but dense data is required: X must be an "
+            "array of images."
+        )
+    if not hasattr(X, "__array__") and not isinstance(X, (list, tuple)):
+        raise TypeError(f"X must be an array of images; got {type(X).__name__}.")
+    X = np.asarray(X)
+    if X.dtype.kind == "O":
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"X must hold real numbers; got objects that are not: {exc}") from None
+    if X.dtype.kind == "c":
+        raise ValueError("Complex data not supported: X must hold real numbers.")
+    if X.dtype.kind not in "biuf":
+        raise ValueError(
+            f"X must hold real numbers (images of any int or float dtype); got dtype {X.dtype}."
+        )
+    if X.ndim not in (2, 3, 4):
+        raise ValueError(
+            "X must be images of shape (n, height, width) or (n, height, width, channels), "
+            f"or rows (n, height*width*channels) with image_shape; got {X.ndim}-D input "
+            f"of shape {X.shape}. Reshape your data."
+        )
+    if X.shape[0] == 0:
+        raise ValueError(
+            f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required."
+        )
+    if 0 in X.shape[1:]:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required."
+        )
+    if X.ndim == 2:
+        width = X.shape[1]
+        if image_shape is None:
+            side = math.isqrt(width)
+            if side * side != width:
+                raise ValueError(
+                    f"Cannot infer image_shape from {width} features (not a square "
+                    "single-channel image); pass image_shape=(height, width) or "
+                    "(height, width, channels)."
+                )
+            shape = (side, side, 1)
+        else:
+            shape = _check_shape_param(image_shape, width)
+        if math.prod(shape) != width:
+            raise ValueError(
+                f"image_shape={image_shape!r} holds {math.prod(shape)} values, but X "
+                f"has {width} features per row."
+            )
+        images = X.reshape((X.shape[0],) + shape)
+    else:
+        images = X if X.ndim == 4 else X[..., np.newaxis]
+        if image_shape is not None:
+            shape = _check_shape_param(image_shape, math.prod(images.shape[1:]))
+            if images.shape[1:] != shape:
+                raise ValueError(
+                    f"image_shape={image_shape!r} does not match images of shape "
+                    f"{X.shape[1:]}."
+                )
+    if images.dtype.kind == "f":
+        assert_all_finite(images, input_name="X")
+    return images
+
+
+def sample_patches(images, patch_size, n_patches, random_state, dtype):
+    """``n_patches`` random m x m windows of ``images`` as rows (row, column, channel order).
+
+    Draws image index, then top-left row and column, uniformly.
+    """
+    n, h, w, c = images.shape
+    m = patch_size
+    idx = random_state.randint(n, size=n_patches)
+    rows = random_state.randint(h - m + 1, size=n_patches)
+    cols = random_state.randint(w - m + 1, size=n_patches)
+    windows = sliding_window_view(images, (m, m), axis=(1, 2))  # (n, oh, ow, c, m, m)
+    patches = windows[idx, rows, cols].transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(patches.reshape(n_patches, m * m * c), dtype=dtype)
