@@ -16,7 +16,13 @@ from numpy.testing import assert_array_equal
 from sklearn.datasets import load_digits
 from sklearn.utils import Bunch
 
-from skaecnn.datasets import load_cifar10, load_digits_images, load_mnist, load_stl10
+from skaecnn.datasets import (
+    load_cifar10,
+    load_digits_images,
+    load_image_folder,
+    load_mnist,
+    load_stl10,
+)
 
 CIFAR_NAMES = [
     "airplane", "automobile", "bird", "cat", "deer",
@@ -501,3 +507,59 @@ def test_stl10_corrupt(tmp_path):
     labels_path.write_bytes(bytes([1, 0, 10]))  # labels run from 1 to 10
     with pytest.raises(ValueError, match="outside 1..10"):
         load_stl10(tmp_path)
+
+
+# -- load_image_folder ------------------------------------------------------
+
+
+def _save_png(path, array):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def test_image_folder_with_classes(tmp_path):
+    rng = np.random.RandomState(0)
+    cats = rng.randint(0, 256, size=(2, 6, 5), dtype=np.uint8)
+    dogs = rng.randint(0, 256, size=(1, 6, 5), dtype=np.uint8)
+    for i, im in enumerate(cats):
+        _save_png(tmp_path / "cat" / f"{i}.png", im)
+    _save_png(tmp_path / "dog" / "a.PNG", dogs[0])
+    (tmp_path / "notes.txt").write_text("not an image")
+    data = load_image_folder(tmp_path)
+    assert list(data.target_names) == ["cat", "dog"]
+    np.testing.assert_array_equal(data.target, [0, 0, 1])
+    np.testing.assert_allclose(data.images, np.concatenate([cats, dogs]) / 255.0)
+    assert data.filenames[2].endswith("a.PNG")
+    images, target = load_image_folder(tmp_path, return_X_y=True)
+    assert images.shape == (3, 6, 5) and target.shape == (3,)
+
+
+def test_image_folder_flat_mixed_colour_and_sizes(tmp_path):
+    rng = np.random.RandomState(1)
+    gray = rng.randint(0, 256, size=(8, 7), dtype=np.uint8)
+    rgb = rng.randint(0, 256, size=(6, 9, 3), dtype=np.uint8)
+    _save_png(tmp_path / "a.png", gray)
+    _save_png(tmp_path / "b.png", rgb)
+    data = load_image_folder(tmp_path)
+    assert data.target is None and data.target_names is None
+    assert data.images.shape == (2, 6, 7, 3)
+    # Centre crops; the gray image is repeated over the three channels.
+    np.testing.assert_allclose(data.images[0, ..., 1], gray[1:7] / 255.0)
+    np.testing.assert_allclose(data.images[1], rgb[:, 1:8] / 255.0)
+    gray_data = load_image_folder(tmp_path, as_gray=True)
+    assert gray_data.images.shape == (2, 6, 7)
+    np.testing.assert_allclose(
+        gray_data.images[1], rgb[:, 1:8] @ np.array([0.299, 0.587, 0.114]) / 255.0
+    )
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_image_folder(tmp_path / "missing")
+    with pytest.raises(ValueError, match="holds no .png"):
+        load_image_folder(tmp_path)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="cannot read image .*broken.png"):
+        load_image_folder(tmp_path)
