@@ -7,6 +7,7 @@ feature vector per image, for any scikit-learn classifier.
 
 from ._autoencoder import SparseAutoencoderFeatures
 from ._convpool import ConvPoolTransformer
+from ._kmeans_triangle import KMeansTriangleFeatures
 from ._normalization import PatchNormalizer
 from ._whitening import ZCAWhitening
 
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConvPoolTransformer",
+    "KMeansTriangleFeatures",
     "PatchNormalizer",
     "SparseAutoencoderFeatures",
     "ZCAWhitening",
