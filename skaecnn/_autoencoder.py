@@ -79,13 +79,13 @@ class SparseAutoencoderFeatures(
 
     Attributes
     ----------
-    components_ : ndarray of shape (n_components, n_features_in_)
+    components_ : ndarray of shape (n_components, `n_features_in_`)
         Input weights ``W1``: one filter per row.
     intercept_hidden_ : ndarray of shape (n_components,)
         Hidden biases ``b1``.
-    decoder_weights_ : ndarray of shape (n_features_in_, n_components)
+    decoder_weights_ : ndarray of shape (`n_features_in_`, n_components)
         Output weights ``W2``.
-    intercept_visible_ : ndarray of shape (n_features_in_,)
+    intercept_visible_ : ndarray of shape (`n_features_in_`,)
         Output biases ``b2``.
     loss_ : float
         ``J`` of the final parameters on the data of the last call to
@@ -97,7 +97,7 @@ class SparseAutoencoderFeatures(
         Iterations (L-BFGS) or epochs (Adam) run.
     n_features_in_ : int
         Number of features seen during :meth:`fit`.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during :meth:`fit`, when ``X`` has string
         column names.
 
@@ -115,7 +115,7 @@ class SparseAutoencoderFeatures(
 
     References
     ----------
-    .. [1] A. Ng, "Sparse autoencoder", CS294A Lecture notes, Stanford, 2011.
+    .. [1] Andrew Ng, "Sparse autoencoder", CS294A Lecture notes, Stanford, 2011.
     .. [2] UFLDL Tutorial, http://ufldl.stanford.edu/wiki/, exercises
        "Sparse Autoencoder" and "Linear Decoders".
 
@@ -406,7 +406,7 @@ class SparseAutoencoderFeatures(
 
         Returns
         -------
-        X_rec : ndarray of shape (n_samples, n_features_in_)
+        X_rec : ndarray of shape (n_samples, `n_features_in_`)
             Reconstructions.
         """
         check_is_fitted(self)

@@ -84,7 +84,7 @@ class KMeansTriangleFeatures(
 
     Attributes
     ----------
-    cluster_centers_ : ndarray of shape (n_components, n_features_in_)
+    cluster_centers_ : ndarray of shape (n_components, `n_features_in_`)
         The centroids ``c_k``, float32 for float32 input, else float64.
     inertia_ : float
         Sum of squared distances of the training samples to their closest
@@ -93,7 +93,7 @@ class KMeansTriangleFeatures(
         Passes over the data run by the mini-batch k-means.
     n_features_in_ : int
         Number of features seen during :meth:`fit`.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during :meth:`fit`, when ``X`` has string
         column names.
 

@@ -29,17 +29,17 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    mean_ : ndarray of shape (n_features_in_,)
+    mean_ : ndarray of shape (`n_features_in_`,)
         Per-feature mean of the training data.
-    eigenvalues_ : ndarray of shape (n_features_in_,)
+    eigenvalues_ : ndarray of shape (`n_features_in_`,)
         Eigenvalues ``s`` of the training covariance (population, 1/n), ascending.
-    eigenvectors_ : ndarray of shape (n_features_in_, n_features_in_)
+    eigenvectors_ : ndarray of shape (`n_features_in_`, `n_features_in_`)
         Matching eigenvectors ``U``, one per column.
-    whitening_ : ndarray of shape (n_features_in_, n_features_in_)
+    whitening_ : ndarray of shape (`n_features_in_`, `n_features_in_`)
         The symmetric whitening matrix ``U diag(1/sqrt(s + epsilon)) U^T``.
     n_features_in_ : int
         Number of features seen during :meth:`fit`.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during :meth:`fit`, when ``X`` has string
         column names.
 

@@ -53,6 +53,8 @@ def load_image_folder(path, *, as_gray=False, return_X_y=False):
     Returns
     -------
     data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with attributes:
+
         images : ndarray of shape (n, h, w) or (n, h, w, 3), float64 in [0, 1]
             Images of different sizes are centre-cropped to the smallest
             height and width among them.
