@@ -76,3 +76,29 @@ def test_initialization_range_and_zero_biases():
     assert np.abs(W1).max() <= r and np.abs(W2).max() <= r
     assert np.abs(W1).max() > 0.5 * r
     assert not b1.any() and not b2.any()
+
+
+@pytest.mark.parametrize("decoder", ["sigmoid", "linear"])
+def test_blocked_threads_give_the_same_result(decoder):
+    from threadpoolctl import threadpool_limits
+
+    # Enough rows for several blocks and groups, computed on threads.
+    X, theta, k = _problem(decoder, n=5000, d=12, k=7)
+    with threadpool_limits(1):
+        l1, g1 = loss_and_gradient(theta, X, k, 1e-3, 0.05, 3.0, decoder)
+    with threadpool_limits(2):
+        l2, g2 = loss_and_gradient(theta, X, k, 1e-3, 0.05, 3.0, decoder)
+    assert l1 == l2
+    np.testing.assert_array_equal(g1, g2)
+    # And both equal the whole-matrix formula.
+    W1, W2, b1, b2 = unpack(theta, X.shape[1], k)
+    A = 1 / (1 + np.exp(-(X @ W1.T + b1)))
+    Y = A @ W2.T + b2
+    if decoder == "sigmoid":
+        Y = 1 / (1 + np.exp(-Y))
+    rho_hat = A.mean(axis=0)
+    kl = 0.05 * np.log(0.05 / rho_hat) + 0.95 * np.log(0.95 / (1 - rho_hat))
+    expected = 0.5 / len(X) * np.sum((Y - X) ** 2) + 5e-4 * (
+        np.sum(W1**2) + np.sum(W2**2)
+    ) + 3.0 * kl.sum()
+    assert l1 == pytest.approx(expected, rel=1e-12)
