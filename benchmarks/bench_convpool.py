@@ -1,0 +1,258 @@
+"""Benchmark ConvPoolTransformer.transform against PyTorch and the UFLDL loop.
+
+Times the fast path of a fitted :class:`skaecnn.ConvPoolTransformer` (filters
+folded from a SparseAutoencoderFeatures: convolution + bias + sigmoid + mean
+pooling, float32) against the same computation in PyTorch on the CPU
+(``conv2d + bias, sigmoid, avg_pool2d`` under ``torch.inference_mode()``),
+on the same images with the same number of threads (``torch.set_num_threads``;
+``n_jobs`` for skaecnn). Torch runs at its best batch size among 16, 32, 64 and
+256, chosen on a first timed pass of each; the repeats then rotate skaecnn,
+torch and a numpy GEMM (and which goes first) and the medians are compared.
+
+The shapes are those of the literature:
+
+* ``mnist``: 28x28x1 digits, k=64 5x5 filters, 2x2 pooling;
+* ``cifar``: Coates et al. (2011) on CIFAR-10, 32x32x3, k=400 6x6 filters,
+  pooled to 2x2 quadrants (13x13 regions);
+* ``stl``: UFLDL's convolution exercise on STL-10, 64x64x3, k=400 8x8
+  filters, 19x19 pooling.
+
+Per shape it prints images/s of both, the ratio skaecnn / torch (> 1 means
+skaecnn is faster), skaecnn's GFLOP/s (``2 k m*m*c`` per window position that
+pooling uses), that rate as a fraction of numpy's float32 GEMM on a patch
+matrix of the same shape (``rows x m*m*c`` times ``m*m*c x k``, the rows of as
+many images as fill 32 MiB of patches and responses; timed in the same
+repeats), and the speed-up over the UFLDL-style loop
+(``scipy.signal.convolve2d`` per image, filter and channel, then sigmoid and
+pooling; timed on a few images). Before timing it checks that skaecnn and
+torch agree.
+
+**Targets: ratio >= 1 on every shape; >= 2 on cifar and stl.**
+
+Numba compiles the kernels on the first call (or loads them from its cache);
+that warm-up is timed separately and excluded from the rates.
+
+Run (needs ``pip install torch==2.13.0``, the project's ``bench`` extra)::
+
+    python benchmarks/bench_convpool.py
+    python benchmarks/bench_convpool.py --shapes stl --n-images 128 --repeats 9
+    python benchmarks/bench_convpool.py --threads 1
+
+The script leaves ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` alone; it prints
+whether they are set and what threadpoolctl reports. To compare, run it once
+more as ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python ...``.
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+
+import numpy as np
+from scipy.signal import convolve2d
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from skaecnn import ConvPoolTransformer, SparseAutoencoderFeatures
+
+# name: (height, width, channels, filters k, patch m, pool p), default images
+SHAPES = {
+    "mnist": ((28, 28, 1, 64, 5, 2), 10000),
+    "cifar": ((32, 32, 3, 400, 6, 13), 2000),
+    "stl": ((64, 64, 3, 400, 8, 19), 256),
+}
+TORCH_BATCHES = (16, 32, 64, 256)
+UFLDL_IMAGES = {"mnist": 20, "cifar": 4, "stl": 2}
+
+
+def make_problem(shape, n, seed=0):
+    """Random images in [0, 1] and a ConvPoolTransformer fitted cheaply on them.
+
+    The filter values do not matter for speed: one L-BFGS iteration on a few
+    patches gives filters and a bias of the right shape.
+    """
+    h, w, c, k, m, p = shape
+    rng = np.random.RandomState(seed)
+    X = rng.uniform(0.0, 1.0, size=(n, h, w, c)).astype(np.float32)
+    conv = ConvPoolTransformer(
+        SparseAutoencoderFeatures(n_components=k, max_iter=1, random_state=seed),
+        patch_size=m, n_patches=max(2 * k, 500), pool_size=p, flatten=False,
+        random_state=seed,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning of max_iter=1
+        conv.fit(X[:100])
+    return X, conv
+
+
+def torch_runner(torch, X, conv, batch):
+    """``avg_pool2d(sigmoid(conv2d(x) + b))`` over ``X`` in batches, NCHW float32."""
+    F = torch.nn.functional
+    X_t = torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2)))
+    W = torch.from_numpy(np.ascontiguousarray(conv.filters_.transpose(0, 3, 1, 2), dtype=np.float32))
+    b = torch.from_numpy(conv.intercept_.astype(np.float32))
+    p = conv.pool_size
+
+    def run():
+        with torch.inference_mode():
+            return [F.avg_pool2d(torch.sigmoid(F.conv2d(X_t[s : s + batch], W, b)), p)
+                    for s in range(0, X_t.shape[0], batch)]
+
+    return run
+
+
+def ufldl_loop(conv, X):
+    """UFLDL's cnnConvolve + cnnPool: convolve2d per image, filter and channel."""
+    k, m, _, c = conv.filters_.shape
+    p = conv.pool_size
+    out = []
+    for x in X.astype(np.float64):
+        maps = []
+        for f in range(k):
+            z = sum(convolve2d(x[:, :, ch], conv.filters_[f, ::-1, ::-1, ch], mode="valid")
+                    for ch in range(c))
+            a = 1.0 / (1.0 + np.exp(-(z + conv.intercept_[f])))
+            nh, nw = a.shape[0] // p, a.shape[1] // p
+            maps.append(a[: nh * p, : nw * p].reshape(nh, p, nw, p).mean(axis=(1, 3)))
+        out.append(np.stack(maps, axis=-1))
+    return np.stack(out)
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def gemm_runner(rows, d, k):
+    """numpy's float32 GEMM on a (rows, d) x (d, k) product: the patch matrix times the filters."""
+    rng = np.random.RandomState(0)
+    P = rng.standard_normal((rows, d)).astype(np.float32)
+    F = rng.standard_normal((d, k)).astype(np.float32)
+    R = np.empty((rows, k), dtype=np.float32)
+    return lambda: np.matmul(P, F, out=R)
+
+
+def bench_shape(torch, name, n, threads, repeats):
+    shape, _ = SHAPES[name]
+    h, w, c, k, m, p = shape
+    X, conv = make_problem(shape, n)
+    conv.set_params(n_jobs=threads)
+    positions = (h - m + 1) // p * p * ((w - m + 1) // p * p)
+    d = m * m * c
+    flops_per_image = 2 * k * d * positions
+
+    warmup = timed(lambda: conv.transform(X[:2]))  # numba compile or cache load
+    ours = conv.transform(X)
+    torch_out = torch.cat(torch_runner(torch, X, conv, TORCH_BATCHES[0])()).numpy()
+    diff = float(np.max(np.abs(ours - torch_out.transpose(0, 2, 3, 1))))
+    loop_diff = float(np.max(np.abs(ufldl_loop(conv, X[:1]) - ours[:1])))
+
+    # Torch's batch size: the fastest on one timed pass over the same images
+    # (enough for the largest batch) for each, after a warm-up batch.
+    chosen_on = X[: max(TORCH_BATCHES[-1], n // 4)]
+    batch_times = {}
+    for batch in TORCH_BATCHES:
+        torch_runner(torch, chosen_on[:batch], conv, batch)()
+        batch_times[batch] = timed(torch_runner(torch, chosen_on, conv, batch))
+    batch = min(batch_times, key=batch_times.get)
+
+    # The GEMM peer: the patch matrix of images worth 32 MiB of patches and
+    # responses (at least one image), enough rows for BLAS to run at full speed.
+    images_per_gemm = max(1, 2**25 // (positions * (d + k) * 4))
+    runners = [
+        ("skaecnn", lambda: conv.transform(X)),
+        ("torch", torch_runner(torch, X, conv, batch)),
+        ("gemm", gemm_runner(images_per_gemm * positions, d, k)),
+    ]
+    runners[2][1]()
+    times = {key: [] for key, _ in runners}
+    with threadpool_limits(limits=threads, user_api="blas"):
+        for r in range(repeats):
+            order = runners[r % 3 :] + runners[: r % 3]
+            for key, fn in order if r % 2 == 0 else order[::-1]:
+                times[key].append(timed(fn))
+    t_ours = statistics.median(times["skaecnn"])
+    t_torch = statistics.median(times["torch"])
+    gemm = 2 * images_per_gemm * positions * d * k / statistics.median(times["gemm"]) / 1e9
+
+    n_loop = UFLDL_IMAGES[name]
+    t_loop = timed(lambda: ufldl_loop(conv, X[:n_loop])) / n_loop
+    return dict(
+        name=name, n=n, ours=n / t_ours, torch=n / t_torch, ratio=t_torch / t_ours,
+        gflops=flops_per_image * n / t_ours / 1e9, gemm=gemm, loop_speedup=t_loop * n / t_ours,
+        batch=batch, warmup=warmup, diff=diff, loop_diff=loop_diff,
+        ours_spread=(n / max(times["skaecnn"]), n / min(times["skaecnn"])),
+        torch_spread=(n / max(times["torch"]), n / min(times["torch"])),
+    )
+
+
+def describe_environment(torch, threads):
+    import numba
+
+    print(f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
+          f"torch {torch.__version__}, threading layer {numba.threading_layer()}")
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var)
+        print(f"  {var} = {value!r}" if value is not None else f"  {var}: not set")
+    with threadpool_limits(limits=threads):
+        for lib in threadpool_info():
+            print(f"  threadpoolctl: {lib['user_api']}/{lib['internal_api']} {lib.get('version')} "
+                  f"kernel={lib.get('architecture', '-')} threads={lib['num_threads']}  "
+                  f"[{os.path.basename(lib['filepath'])}]")
+    print(f"  torch threads = {torch.get_num_threads()}, mkldnn = {torch.backends.mkldnn.is_available()}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", default="mnist,cifar,stl",
+                        help=f"comma-separated, from {', '.join(SHAPES)}")
+    parser.add_argument("--n-images", type=int, default=None,
+                        help="images per shape (default: " +
+                        ", ".join(f"{k} {v[1]}" for k, v in SHAPES.items()) + ")")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="threads for skaecnn (n_jobs) and torch (default: all cores)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs of each")
+    args = parser.parse_args(argv)
+    shapes = args.shapes.split(",")
+    unknown = sorted(set(shapes) - set(SHAPES))
+    if unknown:
+        parser.error(f"unknown shape(s) {unknown}; choose from {list(SHAPES)}")
+
+    try:
+        import torch
+    except ImportError:
+        sys.exit("This benchmark needs PyTorch: pip install torch==2.13.0")
+    torch.set_num_threads(args.threads)
+
+    print(f"threads={args.threads}, repeats={args.repeats}, float32")
+    rows = []
+    for name in shapes:
+        n = args.n_images or SHAPES[name][1]
+        rows.append(bench_shape(torch, name, n, args.threads, args.repeats))
+        if len(rows) == 1:  # now that numba and every BLAS are loaded
+            describe_environment(torch, args.threads)
+        r = rows[-1]
+        print(f"  {name}: n={n}, warm-up (compile or cache load) {r['warmup']:.2f} s, "
+              f"torch batch {r['batch']}, max |skaecnn - torch| {r['diff']:.1e}, "
+              f"max |skaecnn - UFLDL loop| {r['loop_diff']:.1e}")
+
+    print()
+    print("medians over the repeats (slowest-fastest in brackets; the machine may be shared):")
+    print(f"{'shape':6s} {'skaecnn img/s':>22s} {'torch img/s':>22s} {'ratio':>6s} "
+          f"{'GFLOP/s':>8s} {'of GEMM':>8s} {'vs UFLDL loop':>14s}")
+    for r in rows:
+        ours = f"{r['ours']:.0f} [{r['ours_spread'][0]:.0f}-{r['ours_spread'][1]:.0f}]"
+        theirs = f"{r['torch']:.0f} [{r['torch_spread'][0]:.0f}-{r['torch_spread'][1]:.0f}]"
+        print(f"{r['name']:6s} {ours:>22s} {theirs:>22s} {r['ratio']:6.2f} {r['gflops']:8.1f} "
+              f"{r['gflops'] / r['gemm']:8.0%} {r['loop_speedup']:13.0f}x")
+    slower = [r["name"] for r in rows if r["ratio"] < 1.0]
+    short = [r["name"] for r in rows if r["name"] in ("cifar", "stl") and r["ratio"] < 2.0]
+    print("target ratio >= 1:", "met" if not slower else f"NOT met on {', '.join(slower)}")
+    print("aim ratio >= 2 on cifar, stl:", "met" if not short else f"not met on {', '.join(short)}")
+
+
+if __name__ == "__main__":
+    main()
