@@ -11,10 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from . import __version__
-from ._convpool import ConvPoolTransformer
-from ._autoencoder import SparseAutoencoderFeatures
-from ._normalization import PatchNormalizer
-from ._whitening import ZCAWhitening
+from ._convpool import ConvPoolTransformer, default_encoder
 from .datasets import load_digits_images, load_image_folder, load_mnist
 
 
@@ -100,16 +97,9 @@ def _feature_learner(args, X_train):
     digits = X_train.shape[1] <= 16
     m = args.patch_size or (3 if digits else 5)
     pool = args.pool_size or (3 if digits else 4)
-    value_range = float(np.ptp(X_train)) or 1.0
-    encoder = make_pipeline(
-        # Coates et al.'s epsilon = 10 for 8-bit pixels, scaled to these pixels.
-        PatchNormalizer(epsilon=10.0 * (value_range / 255.0) ** 2),
-        ZCAWhitening(epsilon=0.1),
-        SparseAutoencoderFeatures(
-            n_components=args.n_components, decoder="linear", sparsity_target=0.035,
-            sparsity_weight=5.0, alpha=3e-3, max_iter=args.max_iter,
-            random_state=args.seed,
-        ),
+    encoder = default_encoder(
+        float(np.ptp(X_train)), n_components=args.n_components, max_iter=args.max_iter,
+        random_state=args.seed, verbose=0 if args.quiet else 1,
     )
     return ConvPoolTransformer(
         encoder, patch_size=m, pool_size=pool, pooling=args.pooling,
