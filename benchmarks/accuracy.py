@@ -16,6 +16,10 @@ Methods (``--methods``):
     classification": ``MinMaxScaler -> BernoulliRBM(learning_rate=0.06,
     n_iter=10) -> LogisticRegression(C=6000)`` (without the example's
     nudged-image data augmentation).
+``default-conv``
+    ``ConvPoolTransformer(patch_size=m, pool_size=p)`` with its default encoder
+    (see its docstring), then ``StandardScaler -> LogisticRegression(C=1)``;
+    on MNIST ``m = 5, p = 4``.
 ``sae-conv``
     UFLDL recipe: ``ConvPoolTransformer(PatchNormalizer -> ZCAWhitening(0.1)
     -> SparseAutoencoderFeatures(decoder="linear", sparsity_target=0.035,
@@ -99,7 +103,9 @@ from skaecnn import (
 )
 from skaecnn.datasets import load_cifar10, load_digits_images, load_mnist, load_stl10
 
-METHODS = ("pixels-logreg", "pixels-svc", "rbm-logreg", "sae-conv", "kmeans-conv")
+METHODS = (
+    "pixels-logreg", "pixels-svc", "rbm-logreg", "default-conv", "sae-conv", "kmeans-conv"
+)
 # Coates et al.'s per-patch normalization epsilon for pixels in [0, 255],
 # rescaled to the [0, 1] pixels used here.
 EPSILON = 10.0 / 255**2
@@ -115,20 +121,22 @@ class Config:
     n_patches: int  # random patches the patch encoder is fitted on
     sae_max_iter: int  # L-BFGS iterations of the sparse autoencoder
     rbm_components: int  # hidden units of the BernoulliRBM baseline
+    default_pool_size: int  # pooling of the default-conv method
 
 
 DATASETS = {
     # 8x8 images: 3x3 patches, 6x6 maps pooled over quadrants.
-    "digits": Config(3, 3, 100, 10000, 400, 100),
+    "digits": Config(3, 3, 100, 10000, 400, 100, 3),
     # 28x28: 5x5 patches, 24x24 maps pooled into a 4x4 grid (k = 200: 3200
     # features; k = 400 from 20000 patches took 3x longer for no gain).
-    "mnist": Config(5, 6, 200, 10000, 400, 256),
+    # default-conv pools 4x4 regions (6x6 grid), as in the library's target.
+    "mnist": Config(5, 6, 200, 10000, 400, 256, 4),
     # 32x32x3: Coates et al.'s 6x6 patches, k = 1600, quadrant pooling of the
     # 27x27 maps (13x13 regions; the last row and column are dropped).
-    "cifar10": Config(6, 13, 1600, 100000, 400, 400),
+    "cifar10": Config(6, 13, 1600, 100000, 400, 400, 13),
     # 96x96x3: UFLDL's 8x8 patches and k = 400, 89x89 maps pooled into a 3x3
     # grid (UFLDL pools its 57x57 maps of 64x64 images the same way).
-    "stl10": Config(8, 29, 400, 100000, 400, 400),
+    "stl10": Config(8, 29, 400, 100000, 400, 400, 29),
 }
 
 ANCHORS = """\
@@ -209,6 +217,12 @@ def make_method(method, cfg, image_shape, args):
             ),
             LogisticRegression(C=6000.0, max_iter=1000),
         )
+    if method == "default-conv":
+        conv = ConvPoolTransformer(
+            patch_size=cfg.patch_size, pool_size=cfg.default_pool_size,
+            image_shape=image_shape, n_jobs=n_jobs, random_state=rs,
+        )
+        return make_pipeline(conv, StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
     if method == "sae-conv":
         encoder = SparseAutoencoderFeatures(
             n_components=cfg.n_components,
