@@ -25,6 +25,7 @@ would otherwise keep every loop that divides from vectorizing.
 import numpy as np
 from numba import get_thread_id, njit, prange, types
 from numba.extending import overload
+from numpy.polynomial import Chebyshev, Polynomial
 
 #: Activation codes understood by the kernels.
 IDENTITY, SIGMOID = 0, 1
@@ -38,9 +39,15 @@ _BLOCK_BYTES = 2**20
 _MIN_BLOCK_ROWS = 64
 
 _LOG2E = 1.4426950408889634
-# ln 2 split so that n * _LN2_HI is exact for the n that occur (Cody & Waite).
-_LN2_HI = 0.693359375
-_LN2_LO = -2.12194440e-4
+_LN2 = 0.6931471805599453
+# exp(r) on |r| <= ln(2)/2 as a degree-5 polynomial, highest degree first:
+# interpolation at Chebyshev points, within 1.02e-7 relative of exp. That is
+# about float32's rounding (6e-8): the sigmoid's error stays about 1e-7, as
+# with a degree-7 Taylor polynomial, at two multiply-adds fewer per element.
+_EXP_COEFFS = tuple(
+    float(c) for c in Chebyshev.interpolate(np.exp, 5, domain=[-_LN2 / 2, _LN2 / 2])
+    .convert(kind=Polynomial).coef[::-1]
+)
 
 
 def sigmoid(z):
@@ -55,9 +62,8 @@ def _sigmoid(z):
     A libm ``exp`` call per element does not vectorize, and in float32 it
     costs more than the matrix product it follows. There
     ``exp(t) = 2**n * exp(r)`` with ``n = round(t / ln 2)``: ``exp(r)`` on
-    ``|r| <= ln(2)/2`` is its Taylor polynomial to degree 7 (truncation below
-    1e-8 relative), and ``2**n`` is assembled from its exponent bits. Absolute
-    error stays below 1e-7.
+    ``|r| <= ln(2)/2`` is the polynomial ``_EXP_COEFFS``, and ``2**n`` is
+    assembled from its exponent bits. Absolute error is at most about 1e-7.
     """
     if z != types.float32:
         return lambda z: 1.0 / (1.0 + np.exp(-z))
@@ -66,15 +72,12 @@ def _sigmoid(z):
         f = np.float32
         x = min(max(-z, f(-87.0)), f(88.0))
         n = np.floor(x * f(_LOG2E) + f(0.5))
-        r = x - n * f(_LN2_HI) - n * f(_LN2_LO)
-        p = f(1.0 / 5040.0)
-        p = p * r + f(1.0 / 720.0)
-        p = p * r + f(1.0 / 120.0)
-        p = p * r + f(1.0 / 24.0)
-        p = p * r + f(1.0 / 6.0)
-        p = p * r + f(0.5)
-        p = p * r + f(1.0)
-        p = p * r + f(1.0)
+        # One multiply-add: ln 2's float32 rounding error, times |n| <= 127,
+        # stays below 3e-7 in r.
+        r = x - n * f(_LN2)
+        p = f(0.0)
+        for coeff in _EXP_COEFFS:
+            p = p * r + f(coeff)
         scale = np.int32((np.int32(n) + np.int32(127)) << np.int32(23)).view(np.float32)
         return f(1.0) / (f(1.0) + p * scale)
 
