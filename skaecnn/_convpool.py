@@ -62,8 +62,9 @@ def default_encoder(
 
 
 @contextmanager
-def _threads(n_jobs):
-    """Use ``n_jobs`` threads in numba's kernels and in BLAS, one after the other."""
+def _threads(n_jobs, blas_threads=None):
+    """Use ``n_jobs`` threads in numba's kernels and ``blas_threads`` (default:
+    the same number) in BLAS."""
     available = numba.config.NUMBA_NUM_THREADS
     if n_jobs is None or n_jobs == -1:
         n = available
@@ -73,7 +74,7 @@ def _threads(n_jobs):
     previous = numba.get_num_threads()
     numba.set_num_threads(n)
     try:
-        with threadpool_limits(limits=n, user_api="blas"):
+        with threadpool_limits(limits=blas_threads or n, user_api="blas"):
             yield
     finally:
         numba.set_num_threads(previous)
@@ -375,7 +376,7 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             patches = np.empty((min(chunk, n) * positions, d), dtype=dtype)
             blas_threads = None
         start = last_report = time.perf_counter()
-        with _threads(self.n_jobs), threadpool_limits(limits=blas_threads, user_api="blas"):
+        with _threads(self.n_jobs, blas_threads):
             for begin in range(0, n, chunk):
                 nb = min(chunk, n - begin)
                 pooled = out[begin : begin + nb]
