@@ -94,10 +94,15 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     When the encoder is a chain of affine steps (:class:`ZCAWhitening`,
     :class:`~sklearn.preprocessing.StandardScaler`,
     :class:`~sklearn.decomposition.PCA`) ending in
-    :class:`SparseAutoencoderFeatures`, :class:`~sklearn.neural_network.BernoulliRBM`
-    or an affine step, optionally after a leading :class:`PatchNormalizer`, it
-    is folded into filters ``filters_`` and bias ``intercept_``, and a fused
-    kernel computes convolution (BLAS), activation and pooling chunk by chunk.
+    :class:`SparseAutoencoderFeatures`, :class:`~sklearn.neural_network.BernoulliRBM`,
+    :class:`KMeansTriangleFeatures` or an affine step, optionally after a
+    leading :class:`PatchNormalizer`, it is folded into filters ``filters_``
+    and bias ``intercept_``, and a fused kernel computes convolution (BLAS),
+    activation and pooling chunk by chunk. (For k-means, the distances
+    ``||x' - c_k||`` of the whitened window ``x'`` come from
+    ``||x'||^2 - 2 x'.c_k + ||c_k||^2``: the cross term is the convolution, and
+    ``||x'||^2`` is computed in the same matrix product, or is a local sum
+    without whitening.)
     Any other encoder is applied to chunks of extracted patches. Either way the
     un-pooled maps of the whole data set never exist at once.
 
@@ -150,6 +155,8 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     filters_ : ndarray of shape (k, m, m, c) or None
         The folded filters in image space (preprocessing included), which the
         kernel convolves, in float64; None when the encoder cannot be folded.
+        For k-means, the centroids seen from the image: ``z_k^2 = ||x'||^2 -
+        2 filters_[k].x + intercept_[k]`` for the (normalized) window ``x``.
     intercept_ : ndarray of shape (k,) or None
         The folded bias; None when the encoder cannot be folded.
     output_shape_ : tuple of int
@@ -365,7 +372,11 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             chunk = self.batch_size or max(1, _CHUNK_BYTES // (h * w * c * dtype.itemsize))
             filters_t = np.ascontiguousarray(folded.weights.T, dtype=dtype)
             bias = folded.bias.astype(dtype)
-            activation = _kernels.SIGMOID if folded.activation == "sigmoid" else _kernels.IDENTITY
+            activation = {
+                "identity": _kernels.IDENTITY,
+                "sigmoid": _kernels.SIGMOID,
+                "triangle": _kernels.TRIANGLE,
+            }[folded.activation]
             normalize = folded.normalize_epsilon is not None
             epsilon = folded.normalize_epsilon if normalize else 0.0
             # Each kernel thread runs its own matrix products.
@@ -424,13 +435,13 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         if self._folded is None:
             return None
         m, c = self.patch_size, self.image_shape_[2]
-        return self._folded.weights.reshape(-1, m, m, c)
+        return self._folded.filters.reshape(-1, m, m, c)
 
     @property
     def intercept_(self):
         """Folded bias (k,), or None (see Attributes)."""
         check_is_fitted(self)
-        return None if self._folded is None else self._folded.bias
+        return None if self._folded is None else self._folded.intercept
 
     @property
     def _n_features_out(self):

@@ -7,6 +7,14 @@ collapses to one affine map, ``z = x @ W.T + b``, and the convolution then only
 needs ``W`` as filters (UFLDL: ``W' = W ZCA``, ``b' = b - W' mean``). A leading
 :class:`PatchNormalizer` is not affine; it is kept as a flag and computed per
 window by the kernel.
+
+K-means triangle features end the chain differently: they need the distances
+``||x' - c_k||`` of the whitened patch ``x' = x @ M + v`` to the centroids.
+``||x' - c||^2 = ||x'||^2 - 2 x'.c + ||c||^2``, whose cross term folds into
+filters like any affine encoder, and whose ``||x'||^2`` is the squared norm of
+``x'`` itself: extra filters ``M.T`` (bias ``v``) compute ``x'`` in the same
+matrix product, or, with no affine step at all, the window's own squared norm
+is a local sum.
 """
 
 from dataclasses import dataclass
@@ -18,6 +26,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ._autoencoder import SparseAutoencoderFeatures
+from ._kmeans_triangle import KMeansTriangleFeatures
 from ._normalization import PatchNormalizer
 from ._whitening import ZCAWhitening
 
@@ -26,20 +35,45 @@ from ._whitening import ZCAWhitening
 class FoldedEncoder:
     """An encoder as ``activation(normalize(x) @ weights.T + bias)``.
 
+    With ``activation="triangle"``, ``r = normalize(x) @ weights.T + bias`` has
+    ``k + e`` columns: ``r[:k]`` is ``||c_k||^2 - 2 x'.c_k`` (``filters`` holds
+    ``weights[:k] / -2``), ``r[k:]`` is the whitened patch ``x'`` itself
+    (``e = 0``: ``x'`` is the normalized patch), and the outputs are
+    ``max(0, mean_j(z_j) - z_k)`` with ``z_k = sqrt(||x'||^2 + r[k])``.
+
     Attributes
     ----------
-    weights : ndarray of shape (k, d)
-        Filters acting on raw (or, with ``normalize_epsilon``, normalized) patches.
-    bias : ndarray of shape (k,)
-    activation : {"identity", "sigmoid"}
+    weights : ndarray of shape (k + e, d)
+        Filters acting on raw (or, with ``normalize_epsilon``, normalized)
+        patches; ``e = 0`` except for the triangle activation.
+    bias : ndarray of shape (k + e,)
+    activation : {"identity", "sigmoid", "triangle"}
     normalize_epsilon : float or None
         The epsilon of a leading PatchNormalizer, None without one.
+    n_outputs : int
+        ``k``, the number of features.
     """
 
     weights: np.ndarray
     bias: np.ndarray
     activation: str
     normalize_epsilon: float | None
+    n_outputs: int
+
+    @property
+    def filters(self):
+        """The ``k`` filters in patch space, as a picture of what each output detects.
+
+        For the triangle activation, the centroids as seen from the patch:
+        ``M @ c_k``, the filter whose response is ``x'.c_k`` up to a constant.
+        """
+        k = self.n_outputs
+        return self.weights[:k] / -2.0 if self.activation == "triangle" else self.weights[:k]
+
+    @property
+    def intercept(self):
+        """The bias of the ``k`` outputs (triangle: ``||c_k||^2 - 2 v.c_k``)."""
+        return self.bias[: self.n_outputs]
 
 
 def _affine_step(step):
@@ -72,6 +106,19 @@ def _final_step(step):
     return None
 
 
+def _fold_triangle(centers, prefix):
+    """``(weights, bias)`` of triangle features after the affine ``prefix`` (or None)."""
+    C = np.asarray(centers, dtype=np.float64)
+    squared_norms = np.einsum("ij,ij->i", C, C)
+    if prefix is None:
+        return -2.0 * C, squared_norms
+    M, v = prefix
+    # Extra rows M.T compute x' = x @ M + v, whose squared norm the kernel sums.
+    weights = np.vstack([-2.0 * C @ M.T, M.T])
+    bias = np.concatenate([squared_norms - 2.0 * C @ v, v])
+    return weights, bias
+
+
 def fold_encoder(encoder):
     """Collapse a fitted encoder to a :class:`FoldedEncoder`, or None if it cannot be.
 
@@ -99,17 +146,25 @@ def fold_encoder(encoder):
         steps = steps[1:]
     if not steps:
         return None
-    final = _final_step(steps[-1])
-    if final is None:
-        return None
-    W, b, activation = final
-    W, b = np.asarray(W, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    # Compose right to left: act((x @ M + v) @ W.T + b) = act(x @ (W M^T)^T + (W v + b)).
-    for step in reversed(steps[:-1]):
+    # The affine steps before the last, composed: x' = x @ M + v.
+    prefix = None
+    for step in steps[:-1]:
         affine = _affine_step(step)
         if affine is None:
             return None
         M, v = (np.asarray(a, dtype=np.float64) for a in affine)
-        b = W @ v + b
-        W = W @ M.T
-    return FoldedEncoder(W, b, activation, normalize_epsilon)
+        prefix = (M, v) if prefix is None else (prefix[0] @ M, prefix[1] @ M + v)
+    last = steps[-1]
+    if isinstance(last, KMeansTriangleFeatures):
+        W, b = _fold_triangle(last.cluster_centers_, prefix)
+        return FoldedEncoder(W, b, "triangle", normalize_epsilon, len(last.cluster_centers_))
+    final = _final_step(last)
+    if final is None:
+        return None
+    W, b, activation = final
+    W, b = np.asarray(W, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if prefix is not None:
+        # act((x @ M + v) @ W.T + b) = act(x @ (W M^T)^T + (W v + b)).
+        M, v = prefix
+        W, b = W @ M.T, W @ v + b
+    return FoldedEncoder(W, b, activation, normalize_epsilon, len(W))

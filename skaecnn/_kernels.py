@@ -9,6 +9,10 @@ the bias, applies the activation and pools. Blocks are sized to stay in the
 core's L2 cache, and the threads never wait for each other or for a BLAS
 thread pool, which matters on a loaded machine.
 
+K-means triangle features (:func:`_triangle`) turn the responses, which hold
+``||c_k||^2 - 2 x'.c_k`` and the whitened patch ``x'`` (see ``_folding``),
+into distances and then activations before pooling.
+
 For encoders that cannot be folded into filters, :func:`extract_patches`
 writes the patch matrix of a chunk of images for the encoder, and
 :func:`pool` pools what it returns.
@@ -28,7 +32,7 @@ from numba.extending import overload
 from numpy.polynomial import Chebyshev, Polynomial
 
 #: Activation codes understood by the kernels.
-IDENTITY, SIGMOID = 0, 1
+IDENTITY, SIGMOID, TRIANGLE = 0, 1, 2
 #: Pooling codes understood by the kernels.
 MEAN, MAX, SUM = 0, 1, 2
 
@@ -123,8 +127,11 @@ def _extract(image, m, n_cols, start, normalize, epsilon, out):
 
 @njit(cache=True, fastmath=True, error_model="numpy")
 def _activate_pool(responses, bias, activation, n_cols, start, pool_h, pool_w, pooling, pooled):
-    """Add ``bias``, activate and pool the rows of positions ``start, ...`` into ``pooled``."""
-    k = responses.shape[1]
+    """Add ``bias``, activate and pool the rows of positions ``start, ...`` into ``pooled``.
+
+    Only the first ``k = pooled.shape[-1]`` columns of ``responses`` are pooled.
+    """
+    k = pooled.shape[-1]
     for r in range(responses.shape[0]):
         i, j = divmod(start + r, n_cols)
         z = responses[r]
@@ -144,6 +151,40 @@ def _activate_pool(responses, bias, activation, n_cols, start, pool_h, pool_w, p
                 cell[t] += z[t] + bias[t]
 
 
+@njit(cache=True, fastmath=True, error_model="numpy")
+def _triangle(patches, responses, bias, k):
+    """Triangle activations ``max(0, mean_j(z_j) - z_k)`` into ``responses[:, :k]``.
+
+    ``responses[:, :k] + bias[:k]`` is ``||c_k||^2 - 2 x'.c_k``; the squared
+    norm of ``x'`` is that of ``responses[:, k:] + bias[k:]`` or, when there
+    are no more columns, of the patch row itself (a local sum).
+    """
+    e = responses.shape[1] - k
+    real = responses.dtype.type
+    for r in range(responses.shape[0]):
+        z = responses[r]
+        # Summed in float64: x' has up to m*m*c terms.
+        squared_norm = 0.0
+        if e == 0:
+            patch = patches[r]
+            for t in range(patch.shape[0]):
+                squared_norm += patch[t] * patch[t]
+        else:
+            for t in range(k, k + e):
+                u = z[t] + bias[t]
+                squared_norm += u * u
+        base = real(squared_norm)
+        total = real(0.0)
+        for t in range(k):
+            # max(): round-off can make a tiny squared distance negative.
+            z[t] = np.sqrt(max(base + z[t] + bias[t], real(0.0)))
+            total += z[t]
+        # real(k): an integer k would make mean, and the loop below, float64.
+        mean = total / real(k)
+        for t in range(k):
+            z[t] = max(mean - z[t], real(0.0))
+
+
 @njit(cache=True)
 def _start_pool(pooled, pooling):
     pooled[:] = -np.inf if pooling == MAX else 0.0
@@ -161,19 +202,24 @@ def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, po
     """Convolve, activate and pool ``images`` (B, h, w, c) into ``out`` (B, ph, pw, k).
 
     ``filters_t`` (m*m*c, k) holds one filter per column, raveled as the patch
-    rows of :func:`extract_patches`; the maps are ``(ph * pool_h) x (pw *
+    rows of :func:`extract_patches` (for ``TRIANGLE``, (m*m*c, k + e) as
+    :func:`_triangle` reads them); the maps are ``(ph * pool_h) x (pw *
     pool_w)``. Call with BLAS limited to one thread, as every thread runs its
     own matrix products, and with ``n_threads = numba.get_num_threads()`` (in
     here, that call would keep the kernel from being cached).
     """
     n_images, n_ph, n_pw, k = out.shape
-    d = filters_t.shape[0]
+    d, n_responses = filters_t.shape
     n_cols = n_pw * pool_w
     positions = n_ph * pool_h * n_cols
-    block = max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // ((d + k) * filters_t.itemsize))
+    block = max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // ((d + n_responses) * filters_t.itemsize))
     block = min(block, positions)
     patches = np.empty((n_threads, block, d), dtype=filters_t.dtype)
-    responses = np.empty((n_threads, block, k), dtype=filters_t.dtype)
+    responses = np.empty((n_threads, block, n_responses), dtype=filters_t.dtype)
+    # The triangle activation adds its own bias; pooling then adds none.
+    pool_activation, pool_bias = activation, bias
+    if activation == TRIANGLE:
+        pool_activation, pool_bias = IDENTITY, np.zeros_like(bias)
     for b in prange(n_images):
         thread = get_thread_id()
         _start_pool(out[b], pooling)
@@ -183,7 +229,11 @@ def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, po
             R = responses[thread, :rows]
             _extract(images[b], m, n_cols, start, normalize, epsilon, P)
             np.dot(P, filters_t, R)
-            _activate_pool(R, bias, activation, n_cols, start, pool_h, pool_w, pooling, out[b])
+            if activation == TRIANGLE:
+                _triangle(P, R, bias, k)
+            _activate_pool(
+                R, pool_bias, pool_activation, n_cols, start, pool_h, pool_w, pooling, out[b]
+            )
         _finish_pool(out[b], pooling, pool_h, pool_w)
 
 

@@ -15,7 +15,13 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skaecnn import ConvPoolTransformer, PatchNormalizer, SparseAutoencoderFeatures, ZCAWhitening
+from skaecnn import (
+    ConvPoolTransformer,
+    KMeansTriangleFeatures,
+    PatchNormalizer,
+    SparseAutoencoderFeatures,
+    ZCAWhitening,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -56,6 +62,14 @@ ENCODERS = {
     "scaler+pca-whiten+sae": make_pipeline(StandardScaler(), PCA(5, whiten=True, random_state=0), sae()),
     "pca": PCA(4, random_state=0),
     "zca": ZCAWhitening(),
+    "triangle": KMeansTriangleFeatures(5, random_state=0),
+    "normalize+triangle": make_pipeline(PatchNormalizer(0.01), KMeansTriangleFeatures(5, random_state=0)),
+    "normalize+zca+triangle": make_pipeline(
+        PatchNormalizer(0.01), ZCAWhitening(0.1), KMeansTriangleFeatures(5, random_state=0)
+    ),
+    "scaler+pca-whiten+triangle": make_pipeline(
+        StandardScaler(), PCA(5, whiten=True, random_state=0), KMeansTriangleFeatures(5, random_state=0)
+    ),
     "kmeans": MiniBatchKMeans(5, n_init=1, random_state=0),
     "function": FunctionTransformer(np.square),
 }

@@ -137,3 +137,51 @@ def test_convpool_coates_pipeline_equals_definition(dtype):
     ref = maps[:, :8, :8].reshape(n, 2, 4, 2, 4, 8).sum(axis=(2, 4))
     tol = 1e-10 if dtype == np.float64 else 1e-3
     np.testing.assert_allclose(F, ref.reshape(n, -1), rtol=tol, atol=tol * np.abs(ref).max())
+
+
+def _coates_conv(X, k=8, **params):
+    encoder = make_pipeline(
+        PatchNormalizer(epsilon=10 / 255**2),
+        ZCAWhitening(epsilon=0.1),
+        KMeansTriangleFeatures(n_components=k, random_state=0),
+    )
+    return ConvPoolTransformer(encoder, patch_size=4, n_patches=500, random_state=0, **params).fit(X)
+
+
+def test_convpool_folds_centroids_into_filters():
+    rng = np.random.RandomState(1)
+    X = rng.uniform(0, 1, size=(6, 9, 9))
+    conv = _coates_conv(X)
+    normalizer, zca, km = conv.encoder_[0], conv.encoder_[1], conv.encoder_[2]
+    filters = conv.filters_.reshape(8, 16)
+    # The centroids seen from the normalized window: x'.c = x.(M c) + v.c.
+    np.testing.assert_allclose(filters, km.cluster_centers_ @ zca.whitening_.T, rtol=1e-12)
+    windows = normalizer.transform(sliding_window_view(X, (4, 4), axis=(1, 2)).reshape(-1, 16))
+    white = zca.transform(windows)
+    squared_distances = ((white[:, None, :] - km.cluster_centers_[None]) ** 2).sum(axis=2)
+    np.testing.assert_allclose(
+        (white**2).sum(axis=1)[:, None] - 2 * windows @ filters.T + conv.intercept_,
+        squared_distances,
+        rtol=1e-9,
+        atol=1e-9 * squared_distances.max(),
+    )
+    np.testing.assert_allclose(
+        conv.convolve(X[:2]).reshape(-1, 8),
+        _triangle(white, km.cluster_centers_).reshape(6, 36, 8)[:2].reshape(-1, 8),
+        atol=1e-10,
+    )
+
+
+def test_convpool_fused_triangle_float32_and_flat_images():
+    rng = np.random.RandomState(2)
+    X = rng.uniform(0, 255, size=(20, 16, 16, 3))
+    X[:3] = 128.0  # flat: every normalized window is exactly 0
+    conv64 = _coates_conv(X, k=32, pool_size=6, pooling="sum")
+    F64 = conv64.transform(X)
+    F32 = conv64.transform(X.astype(np.float32))
+    assert np.all(np.isfinite(F32)) and F32.dtype == np.float32
+    flat = conv64.encoder_.transform(np.full((1, 48), 128.0))
+    np.testing.assert_allclose(F64[:3], np.tile(36 * flat, (3, 4)), rtol=1e-10)
+    # float32 distances lose ~1e-7 * ||x'||^2 / z^2 of their value to cancellation,
+    # here up to 2e-5 of the largest feature (1.8e-5 through the generic path).
+    np.testing.assert_allclose(F32, F64, rtol=0, atol=1e-4 * np.abs(F64).max())
