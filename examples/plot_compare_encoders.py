@@ -116,27 +116,23 @@ print(f"{'raw pixels':>20}: held-out accuracy {scores['raw pixels']:.3f}")
 # -----------
 # Each panel shows what the encoder learned, in the space it was fitted in:
 # the rows of ``components_`` (the weights between the input and the hidden
-# layer) for the autoencoder, the RBM and PCA -- ``plot_filters`` takes them
-# from the last step of the fitted ``encoder_`` -- and the centroids of
-# k-means. The autoencoder and k-means saw whitened patches, so their weights
-# look like stroke pieces with sharpened edges; the RBM saw raw patches, PCA
-# normalized ones (its components are the patches' Fourier-like principal
-# directions).
+# layer) for the autoencoder, the RBM and PCA, and the ``cluster_centers_`` of
+# k-means -- ``plot_filters`` takes them from the last step of the fitted
+# ``encoder_``. The autoencoder and k-means saw whitened patches, so their
+# weights look like stroke pieces with sharpened edges; the RBM saw raw
+# patches, PCA normalized ones (its components are the patches' Fourier-like
+# principal directions).
 #
-# For the encoders that compute ``activation(W x + b)`` (autoencoder, RBM,
-# PCA), :class:`~skaecnn.ConvPoolTransformer` also folds the whitening into
-# ``W``: ``conv.filters_`` are the filters as they are convolved with the
-# (normalized) image. The triangle encoding is a function of distances to
-# centroids rather than a filter response, so its ``filters_`` is None and it
-# is applied to the extracted patches instead.
+# :class:`~skaecnn.ConvPoolTransformer` folds the whitening into these:
+# ``conv.filters_`` are the filters as they are convolved with the
+# (normalized) image. For k-means the convolution computes the cross term
+# ``x'.c_k`` of the distances ``||x' - c_k||^2 = ||x'||^2 - 2 x'.c_k +
+# ||c_k||^2`` of every whitened window ``x'``, and ``||x'||^2`` comes from the
+# same matrix product.
 fig, axes = plt.subplots(1, 4, figsize=(12, 3.6))
 for ax, (name, conv) in zip(axes, convs.items()):
     title = f"{name}\naccuracy {scores[name]:.3f}"
-    if conv.filters_ is None:  # k-means: draw the centroids
-        centroids = conv.encoder_[-1].cluster_centers_
-        plot_filters(centroids, patch_shape=(5, 5), n_cols=6, ax=ax, title=title)
-    else:
-        plot_filters(conv.encoder_, patch_shape=(5, 5), n_cols=6, ax=ax, title=title)
+    plot_filters(conv.encoder_, patch_shape=(5, 5), n_cols=6, ax=ax, title=title)
 fig.suptitle(f"{k} features of 5x5 digit patches, as the encoders learned them")
 fig.tight_layout()
 

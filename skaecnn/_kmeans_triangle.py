@@ -112,7 +112,8 @@ class KMeansTriangleFeatures(
     input (other input is converted to float64). On whitened data the
     centroids' squared norms are of the order of the dimension, so float32
     distances carry a relative error of about ``1e-6`` times ``||x||^2 /
-    z_k^2``.
+    z_k^2``. :class:`ConvPoolTransformer` uses the same expansion: the cross
+    term becomes a convolution, with the preceding whitening folded into it.
 
     Coates et al. run full-batch k-means on patches normalized with
     ``epsilon = 10`` (8-bit pixels) and ZCA-whitened with ``epsilon = 0.1``,

@@ -97,20 +97,21 @@ def _filters_of(obj):
     if hasattr(obj, "steps"):
         obj = obj.steps[-1][1]
     # filters_ first: a ConvPoolTransformer's filters are in image space.
-    for attribute in ("filters_", "components_"):
+    for attribute in ("filters_", "components_", "cluster_centers_"):
         if hasattr(obj, attribute):
             return np.asarray(getattr(obj, attribute), dtype=np.float64)
     if hasattr(obj, "fit"):
         check_is_fitted(obj)
         raise TypeError(
-            f"obj must have a filters_ or components_ attribute; "
-            f"{type(obj).__name__} has neither."
+            f"obj must have a filters_, components_ or cluster_centers_ attribute; "
+            f"{type(obj).__name__} has none."
         )
     try:
         return np.asarray(obj, dtype=np.float64)
     except (TypeError, ValueError):
         raise TypeError(
-            "obj must be a fitted estimator with filters_ or components_, or an "
+            "obj must be a fitted estimator with filters_, components_ or "
+            "cluster_centers_, or an "
             f"array of filters; got {type(obj).__name__}."
         ) from None
 
@@ -217,10 +218,11 @@ def plot_filters(
 
         - a fitted :class:`~skaecnn.ConvPoolTransformer` (its ``filters_``,
           in image space);
-        - a fitted estimator with ``components_`` of shape (k, d), such as
-          :class:`~skaecnn.SparseAutoencoderFeatures`,
-          :class:`~sklearn.neural_network.BernoulliRBM` or
-          :class:`~sklearn.decomposition.PCA`, or a
+        - a fitted estimator with ``components_`` or ``cluster_centers_`` of
+          shape (k, d), such as :class:`~skaecnn.SparseAutoencoderFeatures`,
+          :class:`~sklearn.neural_network.BernoulliRBM`,
+          :class:`~sklearn.decomposition.PCA` or
+          :class:`~skaecnn.KMeansTriangleFeatures`, or a
           :class:`~sklearn.pipeline.Pipeline` whose last step is one. The
           rows are drawn as they are, i.e. in the space the estimator saw
           (whitened, if a whitening step precedes it);

@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from skaecnn import PatchNormalizer, SparseAutoencoderFeatures  # noqa: E402
+from skaecnn import KMeansTriangleFeatures, PatchNormalizer, SparseAutoencoderFeatures  # noqa: E402
 from skaecnn.plotting import (  # noqa: E402
     plot_feature_maps,
     plot_filters,
@@ -231,6 +231,12 @@ def test_plot_filters_of_components():
         _drawn(fig.axes[0]), tile_filters(pca.components_.reshape(3, 4, 4))
     )
 
+    km = KMeansTriangleFeatures(n_components=3, random_state=0).fit(X)
+    fig = plot_filters(make_pipeline(PatchNormalizer(epsilon=1e-2), km), (4, 4))
+    np.testing.assert_array_equal(
+        _drawn(fig.axes[0]), tile_filters(km.cluster_centers_.reshape(3, 4, 4))
+    )
+
 
 def test_plot_filters_into_given_axes():
     fig = Figure()
@@ -245,7 +251,7 @@ def test_plot_filters_into_given_axes():
 def test_plot_filters_rejects_bad_input():
     with pytest.raises(NotFittedError):
         plot_filters(SparseAutoencoderFeatures(), (4, 4))
-    with pytest.raises(TypeError, match="components_"):
+    with pytest.raises(TypeError, match="cluster_centers_"):
         plot_filters(StandardScaler().fit(np.ones((3, 4))), (2, 2))
     with pytest.raises(TypeError, match="obj"):
         plot_filters("filters")
