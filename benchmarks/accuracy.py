@@ -51,9 +51,7 @@ Data sets (``--datasets``; default: digits plus every one whose path is given):
 
 ``--max-train`` / ``--max-test`` cap every training / test split with a
 stratified random subsample; use them on CIFAR-10 and STL-10 unless you have
-hours to spare (``pixels-svc`` is quadratic in the training size, and
-``kmeans-conv`` encodes every window through its generic path until a fused
-kernel exists for it).
+hours to spare (``pixels-svc`` is quadratic in the training size).
 
 Times are wall-clock seconds: "fit" is the whole pipeline's ``fit`` on the
 training split (feature learning, feature extraction of the training images

@@ -48,11 +48,11 @@ import os
 import platform
 import statistics
 import sys
-import time
 import warnings
 
 import numpy as np
 from scipy.signal import convolve2d
+from _harness import alternate, parse_shapes, timed
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from skaecnn import ConvPoolTransformer, SparseAutoencoderFeatures
@@ -120,12 +120,6 @@ def ufldl_loop(conv, X):
     return np.stack(out)
 
 
-def timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
 def gemm_runner(rows, d, k):
     """numpy's float32 GEMM on a (rows, d) x (d, k) product: the patch matrix times the filters."""
     rng = np.random.RandomState(0)
@@ -168,12 +162,8 @@ def bench_shape(torch, name, n, threads, repeats):
         ("gemm", gemm_runner(images_per_gemm * positions, d, k)),
     ]
     runners[2][1]()
-    times = {key: [] for key, _ in runners}
     with threadpool_limits(limits=threads, user_api="blas"):
-        for r in range(repeats):
-            order = runners[r % 3 :] + runners[: r % 3]
-            for key, fn in order if r % 2 == 0 else order[::-1]:
-                times[key].append(timed(fn))
+        times = alternate(runners, repeats)
     t_ours = statistics.median(times["skaecnn"])
     t_torch = statistics.median(times["torch"])
     gemm = 2 * images_per_gemm * positions * d * k / statistics.median(times["gemm"]) / 1e9
@@ -216,10 +206,7 @@ def main(argv=None):
                         help="threads for skaecnn (n_jobs) and torch (default: all cores)")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs of each")
     args = parser.parse_args(argv)
-    shapes = args.shapes.split(",")
-    unknown = sorted(set(shapes) - set(SHAPES))
-    if unknown:
-        parser.error(f"unknown shape(s) {unknown}; choose from {list(SHAPES)}")
+    shapes = parse_shapes(parser, args.shapes, SHAPES)
 
     try:
         import torch

@@ -36,9 +36,9 @@ import os
 import platform
 import statistics
 import sys
-import time
 
 import numpy as np
+from _harness import alternate
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from skaecnn._objective import initialize, loss_and_gradient
@@ -163,13 +163,7 @@ def bench_one(torch, n, k, dtype, decoder, repeats):
     run_skaecnn()
     run_torch()
 
-    times = {"skaecnn": [], "torch": []}
-    runners = [("skaecnn", run_skaecnn), ("torch", run_torch)]
-    for r in range(repeats):
-        for name, fn in runners if r % 2 == 0 else runners[::-1]:
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
+    times = alternate([("skaecnn", run_skaecnn), ("torch", run_torch)], repeats)
     t_s = statistics.median(times["skaecnn"])
     t_t = statistics.median(times["torch"])
     gflops = 5 * 2 * n * d * k / t_s / 1e9

@@ -1,6 +1,5 @@
 """Convolution of learned patch features over whole images, with pooling."""
 
-import os
 import time
 from contextlib import contextmanager
 

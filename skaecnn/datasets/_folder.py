@@ -1,7 +1,5 @@
 """Images from a folder of PNG/JPEG files, optionally one subfolder per class."""
 
-from pathlib import Path
-
 import numpy as np
 from matplotlib.image import imread
 
