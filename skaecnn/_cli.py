@@ -119,6 +119,8 @@ def _save_pictures(conv, X_train, X_test, out):
     from .plotting import plot_feature_maps, plot_filters, plot_reconstructions
 
     out.mkdir(parents=True, exist_ok=True)
+    # The pictures transform single images: their progress lines are noise.
+    conv.set_params(verbose=0)
     written = []
     fig = plot_filters(conv, title=f"{conv.output_shape_[2]} learned filters "
                        "(whitening folded in)")

@@ -26,6 +26,13 @@ def test_digits_job_prints_table_and_writes_pictures(tmp_path, capsys):
         assert (tmp_path / name).stat().st_size > 1000
 
 
+def test_verbose_job_reports_progress_once_per_transform(tmp_path, capsys):
+    assert main(FAST[1:] + ["--out", str(tmp_path)]) == 0
+    progress = [line for line in capsys.readouterr().out.splitlines() if " images/s" in line]
+    # Training and test features only: none for the single images of the pictures.
+    assert [line.split()[1] for line in progress] == ["898/898", "899/899"]
+
+
 def _write_idx(path, array):
     header = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     with gzip.open(path, "wb") as f:
