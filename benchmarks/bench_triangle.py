@@ -117,18 +117,15 @@ def bench_shape(torch, name, n, threads, repeats):
     assert fused.filters_ is not None and generic.filters_ is None
     warmup = timed(lambda: fused.transform(X[:2]))
     runners = [("fused", lambda: fused.transform(X)), ("generic", lambda: generic.transform(X))]
+    few = X[:64]
+    results = {"fused": fused.transform(few), "generic": generic.transform(few)}
     if torch is not None:
         runners.append(("torch", torch_runner(torch, X, fused)))
-    few = X[:64]
+        results["torch"] = torch_runner(torch, few, fused)().numpy().transpose(0, 2, 3, 1)
     reference = generic.transform(few.astype(np.float64))
-    results = {
-        "fused": fused.transform(few),
-        "generic": generic.transform(few),
-        "torch": torch is not None and torch_runner(torch, few, fused)().numpy().transpose(0, 2, 3, 1),
-    }
     diffs = {
         key: float(np.abs(F - reference).max() / np.abs(reference).max())
-        for key, F in results.items() if key in dict(runners)
+        for key, F in results.items()
     }
     times = alternate(runners, repeats)
     rates = {key: n / statistics.median(t) for key, t in times.items()}

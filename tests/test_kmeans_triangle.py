@@ -116,18 +116,20 @@ def test_bad_input():
         km.transform(X[:, :4])
 
 
+def _coates_conv(X, k=8, **params):
+    encoder = make_pipeline(
+        PatchNormalizer(epsilon=10 / 255**2),
+        ZCAWhitening(epsilon=0.1),
+        KMeansTriangleFeatures(n_components=k, random_state=0),
+    )
+    return ConvPoolTransformer(encoder, patch_size=4, n_patches=500, random_state=0, **params).fit(X)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_convpool_coates_pipeline_equals_definition(dtype):
     rng = np.random.RandomState(0)
     X = rng.uniform(0, 1, size=(10, 12, 11)).astype(dtype)
-    encoder = make_pipeline(
-        PatchNormalizer(epsilon=10 / 255**2),
-        ZCAWhitening(epsilon=0.1),
-        KMeansTriangleFeatures(n_components=8, random_state=0),
-    )
-    conv = ConvPoolTransformer(
-        encoder, patch_size=4, n_patches=500, pool_size=(4, 4), pooling="sum", random_state=0
-    ).fit(X)
+    conv = _coates_conv(X, pool_size=(4, 4), pooling="sum")
     F = conv.transform(X)
     assert F.dtype == dtype and conv.output_shape_ == (2, 2, 8)
     # Definition: encoder_.transform on every 4x4 window, sum over 4x4 blocks.
@@ -137,15 +139,6 @@ def test_convpool_coates_pipeline_equals_definition(dtype):
     ref = maps[:, :8, :8].reshape(n, 2, 4, 2, 4, 8).sum(axis=(2, 4))
     tol = 1e-10 if dtype == np.float64 else 1e-3
     np.testing.assert_allclose(F, ref.reshape(n, -1), rtol=tol, atol=tol * np.abs(ref).max())
-
-
-def _coates_conv(X, k=8, **params):
-    encoder = make_pipeline(
-        PatchNormalizer(epsilon=10 / 255**2),
-        ZCAWhitening(epsilon=0.1),
-        KMeansTriangleFeatures(n_components=k, random_state=0),
-    )
-    return ConvPoolTransformer(encoder, patch_size=4, n_patches=500, random_state=0, **params).fit(X)
 
 
 def test_convpool_folds_centroids_into_filters():
