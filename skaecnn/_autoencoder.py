@@ -2,17 +2,24 @@
 
 import time
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 from scipy.optimize import minimize
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state, gen_batches
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._objective import initialize, loss_and_gradient, sigmoid, unpack
-from ._validation import check_option, check_positive_int, check_real
+from ._validation import Interval
 
 # Adam's moment decay rates and denominator guard (Kingma & Ba, 2015).
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
@@ -133,6 +140,21 @@ class SparseAutoencoderFeatures(
     (8, 16)
     """
 
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "sparsity_target": [Interval(Real, 0, 1, closed="neither")],
+        "sparsity_weight": [Interval(Real, 0, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "decoder": [StrOptions({"sigmoid", "linear"})],
+        "solver": [StrOptions({"lbfgs", "adam"})],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
     def __init__(
         self,
         n_components=25,
@@ -161,31 +183,6 @@ class SparseAutoencoderFeatures(
         self.random_state = random_state
         self.verbose = verbose
 
-    # -- parameters ------------------------------------------------------
-
-    def _validate_params(self):
-        check_positive_int(self.n_components, "n_components")
-        check_real(
-            self.sparsity_target,
-            "sparsity_target",
-            min_val=0.0,
-            max_val=1.0,
-            include_boundaries="neither",
-        )
-        check_real(self.sparsity_weight, "sparsity_weight", min_val=0.0)
-        check_real(self.alpha, "alpha", min_val=0.0)
-        check_option(self.decoder, "decoder", ("sigmoid", "linear"))
-        check_option(self.solver, "solver", ("lbfgs", "adam"))
-        check_positive_int(self.max_iter, "max_iter")
-        check_real(self.tol, "tol", min_val=0.0)
-        check_positive_int(self.batch_size, "batch_size")
-        check_real(
-            self.learning_rate_init,
-            "learning_rate_init",
-            min_val=0.0,
-            include_boundaries="neither",
-        )
-
     def _objective(self, theta, X, grad=None):
         return loss_and_gradient(
             theta,
@@ -200,6 +197,7 @@ class SparseAutoencoderFeatures(
 
     # -- fitting ---------------------------------------------------------
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Learn the autoencoder's weights from ``X``.
 
@@ -215,7 +213,6 @@ class SparseAutoencoderFeatures(
         self : SparseAutoencoderFeatures
             The fitted estimator.
         """
-        self._validate_params()
         X = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
         self._rng = check_random_state(self.random_state)
         theta = initialize(X.shape[1], self.n_components, self._rng, X.dtype)
@@ -238,6 +235,7 @@ class SparseAutoencoderFeatures(
         return True
 
     @available_if(_check_solver)
+    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
         """One Adam pass of minibatches over ``X``.
 
@@ -257,7 +255,6 @@ class SparseAutoencoderFeatures(
         self : SparseAutoencoderFeatures
             The updated estimator.
         """
-        self._validate_params()
         first = not hasattr(self, "components_")
         X = validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=first)
         if first:

@@ -2,12 +2,20 @@
 
 import time
 from contextlib import contextmanager
+from numbers import Integral
 
 import numba
 import numpy as np
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, clone
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+    clone,
+)
 from sklearn.pipeline import make_pipeline
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
@@ -16,7 +24,7 @@ from ._autoencoder import SparseAutoencoderFeatures
 from ._folding import fold_encoder
 from ._images import check_images, sample_patches, working_dtype
 from ._normalization import PatchNormalizer
-from ._validation import check_option, check_positive_int
+from ._validation import Interval, check_positive_int
 from ._whitening import ZCAWhitening
 
 # Working memory of one chunk of images when batch_size is None: for folded
@@ -29,10 +37,15 @@ _COATES_EPSILON = 10.0
 
 
 def _pair(value, name):
+    """``value`` as a (rows, columns) pair of positive ints."""
     pair = (value, value) if np.ndim(value) == 0 else tuple(value)
-    if len(pair) != 2:
-        raise ValueError(f"{name} must be an int or a pair of ints; got {value!r}.")
-    return tuple(check_positive_int(v, name) for v in pair)
+    if len(pair) != 2 or not all(
+        isinstance(v, Integral) and not isinstance(v, bool) and v >= 1 for v in pair
+    ):
+        raise InvalidParameterError(
+            f"{name} must be an int >= 1 or a pair of them; got {value!r}."
+        )
+    return tuple(int(v) for v in pair)
 
 
 def default_encoder(
@@ -189,6 +202,25 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     ((1797, 64), (2, 2, 16), (16, 3, 3, 1))
     """
 
+    _parameter_constraints: dict = {
+        "encoder": [None, HasMethods(["fit", "transform"])],
+        "patch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_patches": [Interval(Integral, 1, None, closed="left")],
+        # A pair is checked by _pair, with a message naming both forms.
+        "pool_size": [Interval(Integral, 1, None, closed="left"), tuple, list, np.ndarray],
+        "pooling": [StrOptions({"mean", "max", "sum"})],
+        "image_shape": [None, tuple, list],
+        "flatten": ["boolean"],
+        "batch_size": [None, Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [
+            None,
+            Interval(Integral, None, -1, closed="right"),
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
     def __init__(
         self,
         encoder=None,
@@ -215,26 +247,6 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self.random_state = random_state
         self.verbose = verbose
 
-    def _validate_params(self):
-        check_positive_int(self.patch_size, "patch_size")
-        check_positive_int(self.n_patches, "n_patches")
-        _pair(self.pool_size, "pool_size")
-        check_option(self.pooling, "pooling", ("mean", "max", "sum"))
-        if not isinstance(self.flatten, (bool, np.bool_)):
-            raise TypeError(f"flatten must be a bool; got {self.flatten!r}.")
-        if self.batch_size is not None:
-            check_positive_int(self.batch_size, "batch_size")
-        if self.n_jobs is not None and (
-            isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, (int, np.integer))
-            or self.n_jobs == 0
-        ):
-            raise ValueError(f"n_jobs must be None or a non-zero int; got {self.n_jobs!r}.")
-        if self.encoder is not None and not hasattr(self.encoder, "transform"):
-            raise TypeError(
-                "encoder must be None or a scikit-learn transformer (with fit and "
-                f"transform); got {type(self.encoder).__name__}."
-            )
-
     def _map_geometry(self, image_shape):
         """``(pooled rows, pooled cols)`` for images of ``image_shape``, checked."""
         h, w, _ = image_shape
@@ -252,6 +264,8 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             )
         return (h - m + 1) // ph, (w - m + 1) // pw
 
+    # The encoder is the user's: its own fit validates its parameters.
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
         """Sample patches from the images and fit the encoder on them.
 
@@ -267,7 +281,7 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self : ConvPoolTransformer
             The fitted transformer.
         """
-        self._validate_params()
+        _pair(self.pool_size, "pool_size")
         images = check_images(X, self.image_shape)
         self._map_geometry(images.shape[1:])
         rng = check_random_state(self.random_state)

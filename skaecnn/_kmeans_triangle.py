@@ -1,11 +1,18 @@
 """K-means "triangle" features (Coates, Lee & Ng, 2011) as a scikit-learn transformer."""
 
+from numbers import Integral, Real
+
 import numpy as np
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import check_positive_int, check_real
+from ._validation import Interval
 
 
 def triangle_activation(X, centers):
@@ -141,6 +148,16 @@ class KMeansTriangleFeatures(
     (True, True)
     """
 
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
     def __init__(
         self,
         n_components=100,
@@ -159,15 +176,7 @@ class KMeansTriangleFeatures(
         self.random_state = random_state
         self.verbose = verbose
 
-    def _validate_params(self):
-        check_positive_int(self.n_components, "n_components")
-        check_positive_int(self.batch_size, "batch_size")
-        check_positive_int(self.max_iter, "max_iter")
-        check_positive_int(self.n_init, "n_init")
-        check_real(self.tol, "tol", min_val=0.0)
-        if not isinstance(self.verbose, (bool, np.bool_)):
-            check_positive_int(self.verbose, "verbose", min_val=0)
-
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Learn the centroids of ``X`` with mini-batch k-means.
 
@@ -184,7 +193,6 @@ class KMeansTriangleFeatures(
         self : KMeansTriangleFeatures
             The fitted estimator.
         """
-        self._validate_params()
         X = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
         if X.shape[0] < self.n_components:
             raise ValueError(

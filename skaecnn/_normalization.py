@@ -1,10 +1,13 @@
 """Per-patch brightness and contrast normalization."""
 
+from numbers import Real
+
 import numpy as np
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn import get_config
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.utils.validation import validate_data
 
-from ._validation import check_real
+from ._validation import Interval
 
 
 def normalize_rows(X, epsilon):
@@ -62,9 +65,14 @@ class PatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
            [ 0.   ,  0.   ,  0.   ,  0.   ]])
     """
 
+    _parameter_constraints: dict = {
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+    }
+
     def __init__(self, epsilon=10.0):
         self.epsilon = epsilon
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Check ``X`` and record its width; nothing is learned.
 
@@ -80,7 +88,6 @@ class PatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self : PatchNormalizer
             The transformer.
         """
-        check_real(self.epsilon, "epsilon", min_val=0.0, include_boundaries="neither")
         validate_data(self, X, dtype=[np.float64, np.float32])
         return self
 
@@ -97,7 +104,9 @@ class PatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         X_norm : ndarray of shape (n_samples, n_features)
             Normalized samples, in the dtype of ``X`` (float32 or float64).
         """
-        check_real(self.epsilon, "epsilon", min_val=0.0, include_boundaries="neither")
+        # Stateless, so usable without fit: check epsilon here too.
+        if not get_config()["skip_parameter_validation"]:
+            self._validate_params()
         X = validate_data(
             self, X, dtype=[np.float64, np.float32], reset=not hasattr(self, "n_features_in_")
         )

@@ -1,12 +1,25 @@
-"""Parameter checks shared by the estimators.
+"""Parameter checks shared by the estimators and the plotting functions.
 
-Numbers go through :func:`sklearn.utils.check_scalar`, whose messages name the
-parameter and its bounds; this module adds the string options it lacks.
+Estimators declare ``_parameter_constraints`` for scikit-learn's validation
+(``InvalidParameterError``, honouring ``skip_parameter_validation``); the
+plotting functions check their arguments with the helpers below.
 """
 
 import numbers
 
 from sklearn.utils import check_scalar
+from sklearn.utils._param_validation import Interval as _SklearnInterval
+
+
+class Interval(_SklearnInterval):
+    """scikit-learn's ``Interval``, refusing booleans: ``True`` is not a count or a rate.
+
+    As in scikit-learn, NaN is never inside, and an unbounded side refuses
+    infinity unless it is closed.
+    """
+
+    def is_satisfied_by(self, val):
+        return not isinstance(val, bool) and super().is_satisfied_by(val)
 
 
 def check_option(value, name, options):
@@ -23,10 +36,3 @@ def check_positive_int(value, name, min_val=1):
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int, not bool.")
     return check_scalar(value, name, numbers.Integral, min_val=min_val)
-
-
-def check_real(value, name, **bounds):
-    """``value`` as a float within ``bounds`` (see :func:`sklearn.utils.check_scalar`)."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a real number, not bool.")
-    return float(check_scalar(value, name, numbers.Real, **bounds))

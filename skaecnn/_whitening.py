@@ -1,11 +1,13 @@
 """ZCA whitening of patch vectors."""
 
+from numbers import Real
+
 import numpy as np
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import check_real
+from ._validation import Interval
 
 
 class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
@@ -65,9 +67,14 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     True
     """
 
+    _parameter_constraints: dict = {
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+    }
+
     def __init__(self, epsilon=0.1):
         self.epsilon = epsilon
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Learn the mean and whitening matrix of ``X``.
 
@@ -83,7 +90,6 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self : ZCAWhitening
             The fitted transformer.
         """
-        check_real(self.epsilon, "epsilon", min_val=0.0, include_boundaries="neither")
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         self.mean_ = X.mean(axis=0)
         Xc = X - self.mean_
