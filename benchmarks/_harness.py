@@ -2,6 +2,8 @@
 
 import time
 
+import numpy as np
+
 
 def timed(fn):
     """Wall-clock seconds of one call of ``fn``."""
@@ -34,3 +36,19 @@ def parse_shapes(parser, value, known):
     if unknown:
         parser.error(f"unknown shape(s) {unknown}; choose from {list(known)}")
     return shapes
+
+
+def square_gemm(size=1024):
+    """numpy's float32 GEMM of two ``size x size`` matrices, the machine's
+    reference rate: returns ``(fn, flops)`` for one call. Time it among the
+    other runners (its BLAS threads are whatever limit is in force there)."""
+    rng = np.random.RandomState(0)
+    A = rng.standard_normal((size, size)).astype(np.float32)
+    B = rng.standard_normal((size, size)).astype(np.float32)
+    C = np.empty((size, size), dtype=np.float32)
+    return (lambda: np.matmul(A, B, out=C)), 2 * size**3
+
+
+def spread(times):
+    """max / min of a list of timings."""
+    return max(times) / min(times)

@@ -11,13 +11,22 @@ hidden units, hidden activations ``A = sigmoid(X W1^T + b1)`` and output
 where ``rho_hat_j`` is the mean activation of hidden unit ``j`` and
 ``KL(p||q) = p log(p/q) + (1-p) log((1-p)/(1-q))``. Biases are not decayed.
 
-Everything is block-matrix arithmetic in the dtype of ``X``: five GEMMs and a
-handful of in-place elementwise passes on blocks of rows (see
-:func:`loss_and_gradient` for how the blocks are spread over threads).
+Everything is block-matrix arithmetic in the dtype of ``X``: five GEMMs (six
+with the sparsity term, see :func:`loss_and_gradient`) and,
+between them, three fused numba passes over the elementwise work, on blocks of
+rows (see :func:`loss_and_gradient` for how the blocks are spread over
+threads). With small patches (``d`` of 9-25) the GEMMs are cheap and the
+elementwise work on the ``n x k`` activations dominates: done as separate
+numpy passes (bias, four for the sigmoid, a sum, four for its derivative)
+it took about three quarters of the time.
 """
 
-import numpy as np
+import threading
 
+import numpy as np
+from numba import njit
+
+from ._kernels import sigmoid as _sigmoid
 from ._threads import blas_num_threads, parallel
 
 # Rows per block. A block's activations (block x k) stay in the L2/L3 caches
@@ -29,6 +38,7 @@ _BLOCK_ROWS = 1024
 _MAX_GROUPS = 16
 # Fewer rows than this per thread and the work is done on the calling thread.
 _MIN_ROWS_PER_THREAD = 256
+_workspaces = threading.local()
 
 
 def sigmoid(x, out=None):
@@ -50,6 +60,85 @@ def kl_divergence(rho, rho_hat):
     return np.sum(
         rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat))
     )
+
+
+# The three elementwise passes of a block, each one loop over its rows so that
+# the block stays in cache. ``nogil``: the blocks run on Python threads.
+_jit = njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+
+
+@_jit
+def _hidden_activations(A, b1, first, a_sum):
+    """``A = sigmoid(A + b1)`` in place; adds its column sums to ``a_sum``
+    (sets them when ``first``)."""
+    if first:
+        a_sum[:] = 0.0
+    for r in range(A.shape[0]):
+        a = A[r]
+        for t in range(a.shape[0]):
+            a[t] = _sigmoid(a[t] + b1[t])
+            a_sum[t] += a[t]
+
+
+@_jit
+def _output_deltas(Y, X, b2, sigmoid_decoder, inv_n, first, gb2):
+    """Output layer ``Y`` (pre-bias) becomes the output deltas over ``n``;
+    adds them to ``gb2`` (sets it when ``first``) and returns the sum of
+    squared errors (accumulated in float64)."""
+    if first:
+        gb2[:] = 0.0
+    sq_error = 0.0
+    for r in range(Y.shape[0]):
+        y, x = Y[r], X[r]
+        for j in range(y.shape[0]):
+            out = y[j] + b2[j]
+            if sigmoid_decoder:
+                out = _sigmoid(out)
+            error = out - x[j]
+            sq_error += error * error
+            if sigmoid_decoder:
+                # f'(z) = y (1 - y)
+                error *= out * (1 - out)
+            y[j] = error * inv_n
+            gb2[j] += y[j]
+    return sq_error
+
+
+@_jit
+def _hidden_deltas(D, A, first, gb1, derivative_sum):
+    """``D`` (back-propagated deltas) becomes ``D * a (1 - a)`` and ``A``
+    becomes ``a (1 - a)``; adds their column sums to ``gb1`` and
+    ``derivative_sum`` (sets them when ``first``)."""
+    if first:
+        gb1[:] = 0.0
+        derivative_sum[:] = 0.0
+    for r in range(D.shape[0]):
+        delta, a = D[r], A[r]
+        for t in range(delta.shape[0]):
+            a[t] = a[t] * (1 - a[t])
+            delta[t] *= a[t]
+            gb1[t] += delta[t]
+            derivative_sum[t] += a[t]
+
+
+def _workspace(rows, d, k, dtype):
+    """This thread's buffers for one block: activations, hidden deltas,
+    output deltas and two products. They are kept between calls (a few MiB
+    per thread at most): fresh ones would cost a page fault per 4 KiB on
+    every call, as much as the arithmetic on small patches."""
+    key = (rows, d, k, np.dtype(dtype))
+    buffers = getattr(_workspaces, "buffers", None)
+    if buffers is None or buffers[0] != key:
+        buffers = (
+            key,
+            np.empty((rows, k), dtype=dtype),
+            np.empty((rows, k), dtype=dtype),
+            np.empty((rows, d), dtype=dtype),
+            np.empty((d, k), dtype=dtype),
+            np.empty((k, d), dtype=dtype),
+        )
+        _workspaces.buffers = buffers
+    return buffers[1:]
 
 
 def unpack(theta, n_features, n_hidden):
@@ -79,11 +168,14 @@ def loss_and_gradient(
 ):
     """Objective ``J`` and its gradient with respect to the flat ``theta``.
 
-    The samples are processed in blocks of rows, in two passes (the sparsity
-    term needs the mean activation over all samples before the hidden deltas
-    can be formed): the first makes the activations, the output deltas, the
-    decoder's gradient and the back-propagated output deltas; the second the
-    hidden deltas and the encoder's gradient. Consecutive blocks form up to
+    The samples are processed in blocks of rows, in one pass: per block,
+    the activations, the output deltas, the decoder's gradient, the
+    back-propagated deltas and the encoder's gradient. The sparsity term adds
+    ``s_j a_j (1 - a_j)`` to hidden unit ``j``'s delta, with ``s`` known only
+    once the mean activation over all samples is; since ``s`` is the same
+    for every sample, its part of the encoder's gradient is ``s_j`` times
+    ``sum_i a_ij (1 - a_ij) x_i``, summed in the same pass and scaled at the
+    end. No ``n x k`` matrix is kept. Consecutive blocks form up to
     16 groups, each summing its partial gradients in block order; the groups'
     sums are added in group order, so the result is the same whatever the
     number of threads. When numpy's BLAS may use ``t > 1`` threads (see
@@ -134,114 +226,68 @@ def loss_and_gradient(
     groups = [range(n_blocks * g // n_groups, n_blocks * (g + 1) // n_groups)
               for g in range(n_groups)]
     block_rows = max(b - a for a, b in zip(bounds[:-1], bounds[1:]))
-    # A holds the hidden activations, D the hidden deltas, block by block.
-    A = np.empty((n, k), dtype=dtype)
-    D = np.empty((n, k), dtype=dtype)
-    inv_n = 1.0 / n
+    inv_n = dtype.type(1.0 / n)
     sigmoid_decoder = decoder == "sigmoid"
+    # The sparsity term's part of the encoder's gradient, before scaling.
+    H = np.empty((k, d), dtype=dtype)
+    h_b = np.empty(k, dtype=dtype)
 
-    def forward(g):
-        """Pass 1 over the blocks of group ``g``: returns their partial sums
-        (group 0 sums straight into the gradient)."""
-        blocks = groups[g]
+    def group_sums(g):
+        """Partial sums over the blocks of group ``g`` (group 0 sums straight
+        into the gradient)."""
+        if g == 0:
+            sums = [gW2, gb2, gW1, gb1, H, h_b]
+        else:
+            sums = [np.empty_like(a) for a in (gW2, gb2, gW1, gb1, H, h_b)]
+        gW2_g, gb2_g, gW1_g, gb1_g, H_g, h_b_g = sums
+        # Summed in float64: rho_hat is the mean over all n rows.
+        a_sum = np.empty(k)
         sq_error = 0.0
-        gW2_part = gW2 if g == 0 else np.empty((d, k), dtype=dtype)
-        gb2_part = gb2 if g == 0 else np.empty(d, dtype=dtype)
-        a_sum = np.empty(k, dtype=dtype)
-        Y_buf = np.empty((block_rows, d), dtype=dtype)
-        out_buf = np.empty((block_rows, d), dtype=dtype) if sigmoid_decoder else None
-        prod = np.empty((d, k), dtype=dtype) if len(blocks) > 1 else None
-        for i in blocks:
-            first = i == blocks[0]
+        A_buf, D_buf, Y_buf, prod_dk, prod_kd = _workspace(block_rows, d, k, dtype)
+        for i in groups[g]:
+            first = i == groups[g][0]
             start, stop = bounds[i], bounds[i + 1]
-            m = stop - start
-            Xb, Ab, Y = X[start:stop], A[start:stop], Y_buf[:m]
-            np.matmul(Xb, W1.T, out=Ab)
-            Ab += b1
-            sigmoid(Ab, out=Ab)
-            if first:
-                np.sum(Ab, axis=0, out=a_sum)
-            else:
-                a_sum += Ab.sum(axis=0)
-            np.matmul(Ab, W2.T, out=Y)
-            Y += b2
-            if sigmoid_decoder:
-                sigmoid(Y, out=Y)
-            # Y becomes the output error, then the output delta (scaled by 1/n).
-            Y -= Xb
-            sq_error += float(np.vdot(Y, Y))
-            if sigmoid_decoder:
-                # f'(z) = y (1 - y), with y = error + x.
-                out = np.add(Y, Xb, out=out_buf[:m])
-                Y *= out
-                out -= 1
-                Y *= out
-                np.negative(Y, out=Y)
-            Y *= inv_n
-            if first:
-                np.matmul(Y.T, Ab, out=gW2_part)
-                np.sum(Y, axis=0, out=gb2_part)
-            else:
-                gW2_part += np.matmul(Y.T, Ab, out=prod)
-                gb2_part += Y.sum(axis=0)
-            np.matmul(Y, W2, out=D[start:stop])
-        return sq_error, gW2_part, gb2_part, a_sum
-
-    def backward(g, sparsity_term):
-        """Pass 2 over the blocks of group ``g``: returns their partial sums
-        (group 0 sums straight into the gradient)."""
-        blocks = groups[g]
-        gW1_part = gW1 if g == 0 else np.empty((k, d), dtype=dtype)
-        gb1_part = gb1 if g == 0 else np.empty(k, dtype=dtype)
-        prod = np.empty((k, d), dtype=dtype) if len(blocks) > 1 else None
-        for i in blocks:
-            first = i == blocks[0]
-            start, stop = bounds[i], bounds[i + 1]
-            Ab, delta2 = A[start:stop], D[start:stop]
-            if sparsity_term is not None:
-                delta2 += sparsity_term
-            # sigmoid'(z) = a (1 - a)
-            delta2 *= Ab
-            Ab -= 1
-            delta2 *= Ab
-            np.negative(delta2, out=delta2)
-            if first:
-                np.matmul(delta2.T, X[start:stop], out=gW1_part)
-                np.sum(delta2, axis=0, out=gb1_part)
-            else:
-                gW1_part += np.matmul(delta2.T, X[start:stop], out=prod)
-                gb1_part += delta2.sum(axis=0)
-        return gW1_part, gb1_part
+            Xb = X[start:stop]
+            A, D, Y = A_buf[: stop - start], D_buf[: stop - start], Y_buf[: stop - start]
+            np.matmul(Xb, W1.T, out=A)
+            _hidden_activations(A, b1, first, a_sum)
+            np.matmul(A, W2.T, out=Y)
+            sq_error += _output_deltas(Y, Xb, b2, sigmoid_decoder, inv_n, first, gb2_g)
+            _add_product(Y.T, A, first, gW2_g, prod_dk)
+            np.matmul(Y, W2, out=D)
+            _hidden_deltas(D, A, first, gb1_g, h_b_g)
+            _add_product(D.T, Xb, first, gW1_g, prod_kd)
+            if sparsity_weight:
+                _add_product(A.T, Xb, first, H_g, prod_kd)
+        return sq_error, a_sum, sums
 
     n_threads = min(blas_num_threads(), n // _MIN_ROWS_PER_THREAD, n_groups)
     with parallel(n_threads) as run:
-        parts = run(forward, range(n_groups))
-        loss = 0.5 / n * sum(p[0] for p in parts)
-        loss += 0.5 * alpha * (float(np.vdot(W1, W1)) + float(np.vdot(W2, W2)))
-        for p in parts[1:]:
-            gW2 += p[1]
-            gb2 += p[2]
-        gW2 += alpha * W2
-
-        sparsity_term = None
-        if sparsity_weight:
-            rho = sparsity_target
-            a_sum = parts[0][3]
-            for p in parts[1:]:
-                a_sum += p[3]
-            # Clipping only matters where a unit is dead or saturated on every
-            # sample (rho_hat rounds to 0 or 1), where the formula would give inf.
-            eps = np.finfo(dtype).eps
-            rho_hat = np.clip(a_sum * inv_n, eps, 1 - eps)
-            loss += sparsity_weight * float(kl_divergence(rho, rho_hat))
-            sparsity_term = (sparsity_weight / n) * (
-                -rho / rho_hat + (1 - rho) / (1 - rho_hat)
-            )
-        del parts
-
-        parts = run(lambda g: backward(g, sparsity_term), range(n_groups))
-        for p in parts[1:]:
-            gW1 += p[0]
-            gb1 += p[1]
-        gW1 += alpha * W1
+        parts = run(group_sums, range(n_groups))
+    for _, _, sums in parts[1:]:
+        for total, part in zip((gW2, gb2, gW1, gb1, H, h_b), sums):
+            total += part
+    loss = 0.5 / n * sum(p[0] for p in parts)
+    loss += 0.5 * alpha * (float(np.vdot(W1, W1)) + float(np.vdot(W2, W2)))
+    gW2 += alpha * W2
+    gW1 += alpha * W1
+    if sparsity_weight:
+        rho = sparsity_target
+        a_sum = sum(p[1] for p in parts)
+        # Clipping only matters where a unit is dead or saturated on every
+        # sample (rho_hat rounds to 0 or 1), where the formula would give inf.
+        eps = np.finfo(dtype).eps
+        rho_hat = np.clip(a_sum / n, eps, 1 - eps)
+        loss += sparsity_weight * float(kl_divergence(rho, rho_hat))
+        s = ((sparsity_weight / n) * (-rho / rho_hat + (1 - rho) / (1 - rho_hat))).astype(dtype)
+        gW1 += s[:, None] * H
+        gb1 += s * h_b
     return loss, grad
+
+
+def _add_product(a, b, first, total, buffer):
+    """``total = a @ b`` when ``first``, else ``total += a @ b`` (through ``buffer``)."""
+    if first:
+        np.matmul(a, b, out=total)
+    else:
+        total += np.matmul(a, b, out=buffer)

@@ -102,3 +102,78 @@ def test_blocked_threads_give_the_same_result(decoder):
         np.sum(W1**2) + np.sum(W2**2)
     ) + 3.0 * kl.sum()
     assert l1 == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("decoder", ["sigmoid", "linear"])
+def test_multi_block_gradient_matches_finite_differences(decoder):
+    # Several blocks in several groups: the sparsity term's part of the
+    # encoder's gradient is summed over every block and scaled at the end.
+    X, theta, k = _problem(decoder, n=3000, d=4, k=3)
+
+    def f(t):
+        return loss_and_gradient(t, X, k, 1e-3, 0.05, 3.0, decoder)[0]
+
+    _, grad = loss_and_gradient(theta, X, k, 1e-3, 0.05, 3.0, decoder)
+    h = 1e-6
+    numeric = np.array(
+        [(f(theta + h * e) - f(theta - h * e)) / (2 * h) for e in np.eye(theta.size)]
+    )
+    rel = np.linalg.norm(grad - numeric) / np.linalg.norm(grad + numeric)
+    assert rel < 1e-6
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_passes_equal_the_matrix_formula(dtype):
+    # The numba passes against the whole-matrix definition in float64, on
+    # several blocks, with a sigmoid decoder (both sigmoids are the kernels').
+    X, theta, k = _problem("sigmoid", n=2500, d=9, k=20)
+    n, d = X.shape
+    alpha, rho, beta = 1e-3, 0.05, 3.0
+    loss, grad = loss_and_gradient(
+        theta.astype(dtype), X.astype(dtype), k, alpha, rho, beta, "sigmoid"
+    )
+    W1, W2, b1, b2 = unpack(theta, d, k)
+    A = 1 / (1 + np.exp(-(X @ W1.T + b1)))
+    Y = 1 / (1 + np.exp(-(A @ W2.T + b2)))
+    rho_hat = A.mean(axis=0)
+    kl = rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat))
+    expected = 0.5 / n * np.sum((Y - X) ** 2) + alpha / 2 * (
+        np.sum(W1**2) + np.sum(W2**2)) + beta * kl.sum()
+    delta3 = (Y - X) * Y * (1 - Y) / n
+    delta2 = (delta3 @ W2 + beta / n * (-rho / rho_hat + (1 - rho) / (1 - rho_hat))) * A * (1 - A)
+    expected_grad = np.concatenate([
+        (delta2.T @ X + alpha * W1).ravel(), (delta3.T @ A + alpha * W2).ravel(),
+        delta2.sum(axis=0), delta3.sum(axis=0),
+    ])
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    assert grad.dtype == dtype
+    assert loss == pytest.approx(expected, rel=tol)
+    scale = np.abs(expected_grad).max()
+    np.testing.assert_allclose(grad, expected_grad, rtol=0, atol=tol * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_sigmoid_is_the_logistic_function(dtype):
+    from numba import njit
+
+    from skaecnn._kernels import sigmoid as kernel_sigmoid
+
+    @njit
+    def apply(z, out):
+        for i in range(z.size):
+            out[i] = kernel_sigmoid(z[i])
+
+    # Both tails (down to where exp under- or overflows), and everything between.
+    z = np.concatenate([np.linspace(-800, 800, 16001), np.linspace(-30, 30, 60001)])
+    out = np.empty(z.shape, dtype=dtype)
+    apply(z.astype(dtype), out)
+    with np.errstate(over="ignore"):
+        exact = 1 / (1 + np.exp(-z.astype(dtype).astype(np.float64)))
+    assert out.dtype == dtype
+    if dtype == np.float64:
+        # A few units of float64's rounding, relative, wherever the result is normal.
+        normal = exact > 1e-300
+        assert np.max(np.abs(out - exact)[normal] / exact[normal]) < 1e-14
+        assert np.all(out[~normal] < 1e-300)
+    else:
+        assert np.max(np.abs(out - exact)) < 2e-7
