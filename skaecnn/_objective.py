@@ -239,26 +239,13 @@ def loss_and_gradient(
             sums = [gW2, gb2, gW1, gb1, H, h_b]
         else:
             sums = [np.empty_like(a) for a in (gW2, gb2, gW1, gb1, H, h_b)]
-        gW2_g, gb2_g, gW1_g, gb1_g, H_g, h_b_g = sums
         # Summed in float64: rho_hat is the mean over all n rows.
         a_sum = np.empty(k)
-        sq_error = 0.0
-        A_buf, D_buf, Y_buf, prod_dk, prod_kd = _workspace(block_rows, d, k, dtype)
-        for i in groups[g]:
-            first = i == groups[g][0]
-            start, stop = bounds[i], bounds[i + 1]
-            Xb = X[start:stop]
-            A, D, Y = A_buf[: stop - start], D_buf[: stop - start], Y_buf[: stop - start]
-            np.matmul(Xb, W1.T, out=A)
-            _hidden_activations(A, b1, first, a_sum)
-            np.matmul(A, W2.T, out=Y)
-            sq_error += _output_deltas(Y, Xb, b2, sigmoid_decoder, inv_n, first, gb2_g)
-            _add_product(Y.T, A, first, gW2_g, prod_dk)
-            np.matmul(Y, W2, out=D)
-            _hidden_deltas(D, A, first, gb1_g, h_b_g)
-            _add_product(D.T, Xb, first, gW1_g, prod_kd)
-            if sparsity_weight:
-                _add_product(A.T, Xb, first, H_g, prod_kd)
+        blocks = np.array(bounds[groups[g][0] : groups[g][-1] + 2], dtype=np.intp)
+        sq_error = _group_sums(
+            X, W1, W2, b1, b2, blocks, sigmoid_decoder, bool(sparsity_weight), inv_n,
+            *_workspace(block_rows, d, k, dtype), *sums, a_sum,
+        )
         return sq_error, a_sum, sums
 
     n_threads = min(blas_num_threads(), n // _MIN_ROWS_PER_THREAD, n_groups)
@@ -285,9 +272,40 @@ def loss_and_gradient(
     return loss, grad
 
 
+@_jit
 def _add_product(a, b, first, total, buffer):
     """``total = a @ b`` when ``first``, else ``total += a @ b`` (through ``buffer``)."""
     if first:
-        np.matmul(a, b, out=total)
+        np.dot(a, b, total)
     else:
-        total += np.matmul(a, b, out=buffer)
+        np.dot(a, b, buffer)
+        total += buffer
+
+
+@_jit
+def _group_sums(X, W1, W2, b1, b2, bounds, sigmoid_decoder, sparsity, inv_n,
+                A_buf, D_buf, Y_buf, prod_dk, prod_kd,
+                gW2, gb2, gW1, gb1, H, h_b, a_sum):
+    """The partial sums of the blocks ``X[bounds[i]:bounds[i + 1]]``, in order.
+
+    One call per group, without the GIL: the matrix products call BLAS
+    directly, and the threads that run groups never wait for each other.
+    Returns the sum of squared errors.
+    """
+    sq_error = 0.0
+    for i in range(bounds.size - 1):
+        first = i == 0
+        rows = bounds[i + 1] - bounds[i]
+        Xb = X[bounds[i] : bounds[i + 1]]
+        A, D, Y = A_buf[:rows], D_buf[:rows], Y_buf[:rows]
+        np.dot(Xb, W1.T, A)
+        _hidden_activations(A, b1, first, a_sum)
+        np.dot(A, W2.T, Y)
+        sq_error += _output_deltas(Y, Xb, b2, sigmoid_decoder, inv_n, first, gb2)
+        _add_product(Y.T, A, first, gW2, prod_dk)
+        np.dot(Y, W2, D)
+        _hidden_deltas(D, A, first, gb1, h_b)
+        _add_product(D.T, Xb, first, gW1, prod_kd)
+        if sparsity:
+            _add_product(A.T, Xb, first, H, prod_kd)
+    return sq_error
