@@ -6,6 +6,7 @@ feature vector per image, for any scikit-learn classifier.
 """
 
 from ._autoencoder import SparseAutoencoderFeatures
+from ._convnet import ConvNetClassifier
 from ._convpool import ConvPoolTransformer
 from ._kmeans_triangle import KMeansTriangleFeatures
 from ._normalization import PatchNormalizer
@@ -14,6 +15,7 @@ from ._whitening import ZCAWhitening
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConvNetClassifier",
     "ConvPoolTransformer",
     "KMeansTriangleFeatures",
     "PatchNormalizer",

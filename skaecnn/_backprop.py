@@ -1,0 +1,353 @@
+"""Numba kernels for training a convolutional layer: forward keeping what backward needs, backward.
+
+A layer is the fused computation of :func:`skaecnn._kernels.convolve_pool`:
+the patch rows ``P`` of every window a pooling region uses (optionally each
+brightness/contrast normalized), responses ``Z = P @ W.T + b``, activations
+``A = act(Z)``, pooled over non-overlapping regions. Training needs, per
+image, the activations of every position (the sigmoid's derivative is
+``A (1 - A)``) and, for max pooling, which position won each region: the
+forward kernel keeps both for one minibatch (memory grows with the batch,
+not with the data set). The patch rows are cheap to extract again, so the
+backward kernel recomputes them block by block instead of storing them.
+
+Backward, for each image in parallel and each block of positions:
+
+* the error of the pooled maps goes back through the pooling (mean: spread
+  evenly over the region; sum: copied; max: to the arg-max only) and the
+  activation, giving ``E = dL/dZ`` for the block;
+* the filter gradient is ``P.T @ E`` (one GEMM per block, single-threaded
+  BLAS) added to the calling thread's own accumulator, the bias gradient the
+  column sums of ``E``;
+* for a layer below, the error of the input is ``E @ W`` scattered back onto
+  the input maps (col2im), each image's map written by one thread only.
+
+Window normalization is differentiated only on the first layer's input,
+which needs no gradient; the caller rejects it on higher layers.
+"""
+
+import numpy as np
+from numba import get_thread_id, njit, prange
+
+import numba
+
+from ._kernels import _BLOCK_BYTES, _MIN_BLOCK_ROWS, MAX, MEAN, SIGMOID, _extract, sigmoid
+
+
+@njit(cache=True)
+def _block_rows(d, k, itemsize, positions):
+    block = max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // ((d + k) * itemsize))
+    return min(block, positions)
+
+
+@njit(cache=True, fastmath=True, error_model="numpy")
+def _activate(Z, bias, activation):
+    for r in range(Z.shape[0]):
+        z = Z[r]
+        if activation == SIGMOID:
+            for t in range(z.shape[0]):
+                z[t] = sigmoid(z[t] + bias[t])
+        else:
+            for t in range(z.shape[0]):
+                z[t] += bias[t]
+
+
+@njit(cache=True)
+def _pool_forward(A, n_cols, pool_h, pool_w, pooling, argmax, out):
+    """Pool activations ``A`` (positions, k) into ``out`` (ph, pw, k); max records its arg-max."""
+    k = out.shape[-1]
+    out[:] = -np.inf if pooling == MAX else 0.0
+    for pos in range(A.shape[0]):
+        i, j = divmod(pos, n_cols)
+        a = A[pos]
+        cell = out[i // pool_h, j // pool_w]
+        if pooling == MAX:
+            winner = argmax[i // pool_h, j // pool_w]
+            for t in range(k):
+                if a[t] > cell[t]:
+                    cell[t] = a[t]
+                    winner[t] = pos
+        else:
+            for t in range(k):
+                cell[t] += a[t]
+    if pooling == MEAN:
+        out *= 1.0 / (pool_h * pool_w)
+
+
+@njit(cache=True, parallel=True)
+def forward(images, filters_t, bias, m, normalize, epsilon, activation, pool_h, pool_w,
+            pooling, n_threads, acts, argmax, out):
+    """Layer output ``out`` (B, ph, pw, k) of ``images`` (B, h, w, c), keeping ``acts`` and ``argmax``.
+
+    ``acts`` (B, positions, k) receives the activations of every window
+    position pooling uses (row-major over the ``(ph*pool_h) x (pw*pool_w)``
+    map), ``argmax`` (B, ph, pw, k) the winning position of each max-pooling
+    region (untouched for other poolings). ``filters_t`` (m*m*c, k) as in
+    :func:`skaecnn._kernels.convolve_pool`; call with single-threaded BLAS and
+    ``n_threads = numba.get_num_threads()``.
+    """
+    n_images, n_ph, n_pw, k = out.shape
+    d = filters_t.shape[0]
+    n_cols = n_pw * pool_w
+    positions = n_ph * pool_h * n_cols
+    block = _block_rows(d, k, filters_t.itemsize, positions)
+    patches = np.empty((n_threads, block, d), dtype=filters_t.dtype)
+    for b in prange(n_images):
+        thread = get_thread_id()
+        A = acts[b]
+        for start in range(0, positions, block):
+            rows = min(block, positions - start)
+            P = patches[thread, :rows]
+            _extract(images[b], m, n_cols, start, normalize, epsilon, P)
+            Z = A[start : start + rows]
+            np.dot(P, filters_t, Z)
+            _activate(Z, bias, activation)
+        _pool_forward(A, n_cols, pool_h, pool_w, pooling, argmax[b], out[b])
+
+
+@njit(cache=True, fastmath=True, error_model="numpy")
+def _errors(A, start, n_cols, pool_h, pool_w, pooling, activation, argmax, d_out, E):
+    """``dL/dZ`` of positions ``start, ...`` into ``E`` from the pooled maps' error ``d_out``."""
+    k = E.shape[1]
+    scale = 1.0 / (pool_h * pool_w) if pooling == MEAN else 1.0
+    for r in range(E.shape[0]):
+        pos = start + r
+        i, j = divmod(pos, n_cols)
+        g = d_out[i // pool_h, j // pool_w]
+        e = E[r]
+        if pooling == MAX:
+            winner = argmax[i // pool_h, j // pool_w]
+            for t in range(k):
+                e[t] = g[t] if winner[t] == pos else 0.0
+        else:
+            for t in range(k):
+                e[t] = g[t] * scale
+        if activation == SIGMOID:
+            a = A[r]
+            for t in range(k):
+                e[t] *= a[t] * (1.0 - a[t])
+
+
+@njit(cache=True)
+def _col2im(D, m, n_cols, start, d_image):
+    """Add the patch-row errors ``D`` of positions ``start, ...`` onto ``d_image`` (h, w, c)."""
+    _, w, c = d_image.shape
+    width = m * c
+    pixels = d_image.ravel()
+    for r in range(D.shape[0]):
+        i, j = divmod(start + r, n_cols)
+        row = D[r]
+        src = 0
+        dst = (i * w + j) * c
+        for _ in range(m):
+            for t in range(width):
+                pixels[dst + t] += row[src + t]
+            src += width
+            dst += w * c
+
+
+@njit(cache=True, parallel=True)
+def backward(images, filters_t, filters, m, normalize, epsilon, activation, pool_h, pool_w,
+             pooling, acts, argmax, d_out, n_threads, grad_w, grad_b, d_images):
+    """Gradients of the layer from the error ``d_out`` (B, ph, pw, k) of its output.
+
+    ``acts`` and ``argmax`` as :func:`forward` left them for the same
+    ``images``. Adds each thread's share of the filter gradient (m*m*c, k) to
+    ``grad_w[thread]`` and of the bias gradient to ``grad_b[thread]`` (the
+    caller zeroes them and sums over threads). ``filters`` is ``filters_t.T``
+    made C-contiguous; with ``d_images`` of the images' shape the error of the
+    input is written there, with an empty one it is not computed.
+    """
+    n_images, n_ph, n_pw, k = d_out.shape
+    d = filters_t.shape[0]
+    n_cols = n_pw * pool_w
+    positions = n_ph * pool_h * n_cols
+    block = _block_rows(d, k, filters_t.itemsize, positions)
+    dtype = filters_t.dtype
+    patches = np.empty((n_threads, block, d), dtype=dtype)
+    errors = np.empty((n_threads, block, k), dtype=dtype)
+    products = np.empty((n_threads, d, k), dtype=dtype)
+    need_input = d_images.shape[0] > 0
+    for b in prange(n_images):
+        thread = get_thread_id()
+        if need_input:
+            d_images[b] = 0.0
+        for start in range(0, positions, block):
+            rows = min(block, positions - start)
+            P = patches[thread, :rows]
+            E = errors[thread, :rows]
+            _extract(images[b], m, n_cols, start, normalize, epsilon, P)
+            _errors(acts[b, start : start + rows], start, n_cols, pool_h, pool_w, pooling,
+                    activation, argmax[b], d_out[b], E)
+            G = products[thread]
+            np.dot(P.T, E, G)
+            grad_w[thread] += G
+            gb = grad_b[thread]
+            for r in range(rows):
+                for t in range(k):
+                    gb[t] += E[r, t]
+            if need_input:
+                # The patch buffer is free again: reuse it for the rows' errors.
+                np.dot(E, filters, P)
+                _col2im(P, m, n_cols, start, d_images[b])
+
+
+
+class ConvStage:
+    """One convolutional layer being trained: parameters, forward and backward.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (k, m*m*c)
+        Filters in image space, one per row, raveled as patch rows.
+    bias : ndarray of shape (k,)
+    patch_size : int
+    pool : (int, int)
+    pooling : int
+        A pooling code of :mod:`skaecnn._kernels`.
+    activation : int
+        ``IDENTITY`` or ``SIGMOID``.
+    normalize_epsilon : float or None
+        Each window brightness/contrast normalized with this epsilon (the
+        input then gets no gradient: only a first layer may have it).
+    input_shape : (int, int, int)
+        ``(h, w, c)`` of the layer's input.
+    """
+
+    def __init__(self, weights, bias, patch_size, pool, pooling, activation,
+                 normalize_epsilon, input_shape):
+        self.weights, self.bias = weights, bias
+        self.patch_size, self.pool, self.pooling = patch_size, pool, pooling
+        self.activation, self.normalize_epsilon = activation, normalize_epsilon
+        self.input_shape = input_shape
+        h, w, _ = input_shape
+        m = patch_size
+        self.output_shape = ((h - m + 1) // pool[0], (w - m + 1) // pool[1], len(weights))
+        self.positions = self.output_shape[0] * pool[0] * self.output_shape[1] * pool[1]
+
+    def _config(self):
+        normalize = self.normalize_epsilon is not None
+        return (self.patch_size, normalize, self.normalize_epsilon if normalize else 0.0,
+                self.activation, self.pool[0], self.pool[1], self.pooling)
+
+    def forward(self, X):
+        """Output (B, ph, pw, k) of ``X`` (B, h, w, c) and what :meth:`backward` needs."""
+        dtype = X.dtype
+        n = len(X)
+        k = self.output_shape[2]
+        acts = np.empty((n, self.positions, k), dtype=dtype)
+        argmax = np.zeros((n,) + self.output_shape, dtype=np.int64)
+        out = np.empty((n,) + self.output_shape, dtype=dtype)
+        filters_t = np.ascontiguousarray(self.weights.T, dtype=dtype)
+        m, normalize, eps, act, ph, pw, pooling = self._config()
+        forward(X, filters_t, self.bias.astype(dtype), m, normalize, eps, act, ph, pw, pooling,
+                numba.get_num_threads(), acts, argmax, out)
+        return out, (X, acts, argmax)
+
+    def backward(self, cache, d_out, need_input):
+        """``(grad_weights, grad_bias, d_X or None)`` from the error ``d_out`` of the output."""
+        X, acts, argmax = cache
+        dtype = X.dtype
+        n_threads = numba.get_num_threads()
+        k, d = self.weights.shape
+        grad_w = np.zeros((n_threads, d, k), dtype=dtype)
+        grad_b = np.zeros((n_threads, k), dtype=dtype)
+        d_X = np.empty(X.shape if need_input else (0, 1, 1, 1), dtype=dtype)
+        filters = np.ascontiguousarray(self.weights, dtype=dtype)
+        m, normalize, eps, act, ph, pw, pooling = self._config()
+        backward(X, np.ascontiguousarray(filters.T), filters, m, normalize, eps, act, ph, pw,
+                 pooling, acts, argmax, np.ascontiguousarray(d_out, dtype=dtype), n_threads,
+                 grad_w, grad_b, d_X)
+        return grad_w.sum(axis=0).T, grad_b.sum(axis=0), d_X if need_input else None
+
+
+def _log_softmax(Z):
+    Z = Z - Z.max(axis=1, keepdims=True)
+    return Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
+
+
+class Network:
+    """Convolutional layers, then fully connected ReLU layers, then a softmax.
+
+    ``stages`` are :class:`ConvStage` s, bottom first, each taking the pooled
+    maps of the one below as its images. Their flattened output ``f`` enters
+    the fully connected layers standardized, ``(f - mean) * scale`` with
+    fixed ``mean`` and ``scale`` (a StandardScaler fitted on the pretrained
+    features: sparse sigmoid features are small, and would leave the top
+    layer's steps far too short at its start). ``dense`` is a list of ``[W, b]``
+    with ``W`` of shape (inputs, outputs): ReLU hidden layers on the flattened
+    maps of the last stage, and last the softmax regression. All arrays are
+    updated in place by the optimizers (:meth:`parameters`).
+    """
+
+    def __init__(self, stages, mean, scale, dense):
+        self.stages, self.mean, self.scale, self.dense = stages, mean, scale, dense
+
+    def parameters(self):
+        """The trainable arrays, weights and biases alternating."""
+        params = []
+        for stage in self.stages:
+            params += [stage.weights, stage.bias]
+        for W, b in self.dense:
+            params += [W, b]
+        return params
+
+    def decision_function(self, X):
+        """Softmax inputs (B, n_classes) of images ``X`` (B, h, w, c)."""
+        out = X
+        for stage in self.stages:
+            out, _ = stage.forward(out)
+        h = (out.reshape(len(out), -1) - self.mean) * self.scale
+        for i, (W, b) in enumerate(self.dense):
+            h = h @ W + b
+            if i < len(self.dense) - 1:
+                np.maximum(h, 0.0, out=h)
+        return h
+
+    def loss_and_gradients(self, X, Y, dropout=0.0, rng=None):
+        """Mean cross-entropy of ``X`` (B, h, w, c) against one-hot ``Y`` and its gradients.
+
+        ``dropout`` (with ``rng``) zeroes that fraction of the flattened maps
+        and of the hidden units, scaling the rest by ``1 / (1 - dropout)``.
+        Returns ``(loss, [gradient of each of parameters()])``; weight decay
+        is the caller's.
+        """
+        n = len(X)
+        caches = []
+        out = X
+        for stage in self.stages:
+            out, cache = stage.forward(out)
+            caches.append(cache)
+        h = (out.reshape(n, -1) - self.mean) * self.scale
+        inputs, masks = [], []
+        for i, (W, b) in enumerate(self.dense):
+            mask = None
+            if dropout > 0.0:
+                mask = (rng.random_sample(h.shape) >= dropout).astype(h.dtype)
+                mask *= 1.0 / (1.0 - dropout)
+                h = h * mask
+            inputs.append(h)
+            masks.append(mask)
+            h = h @ W + b
+            if i < len(self.dense) - 1:
+                np.maximum(h, 0.0, out=h)
+        log_p = _log_softmax(h)
+        loss = -float(np.sum(Y * log_p, dtype=np.float64)) / n
+        delta = (np.exp(log_p) - Y) / h.dtype.type(n)
+        dense_grads = []
+        for i in range(len(self.dense) - 1, -1, -1):
+            W, _ = self.dense[i]
+            dense_grads[:0] = [inputs[i].T @ delta, delta.sum(axis=0)]
+            if i == 0 and not self.stages:
+                break
+            delta = delta @ W.T
+            if masks[i] is not None:
+                delta *= masks[i]
+            if i > 0:
+                # The input of dense layer i is the ReLU output of layer i - 1.
+                delta *= inputs[i] > 0
+        conv_grads = []
+        d_out = (delta * self.scale).reshape(out.shape)
+        for level in range(len(self.stages) - 1, -1, -1):
+            gw, gb, d_out = self.stages[level].backward(caches[level], d_out, level > 0)
+            conv_grads[:0] = [gw, gb]
+        return loss, conv_grads + dense_grads
