@@ -387,7 +387,9 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_targets(self, images, y):
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but y is None.")
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
         y = column_or_1d(y, warn=True)
         if len(y) != len(images):
             raise ValueError(
