@@ -9,6 +9,7 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.utils import check_random_state, gen_batches
@@ -453,12 +454,33 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             bound = np.sqrt(6.0 / (fan_in + fan_out))
             dense.append([rng.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype),
                           np.zeros(fan_out, dtype=dtype)])
+        if not self.hidden_layer_sizes and np.array_equal(np.unique(y), classes):
+            # UFLDL's order: the softmax is first trained on the fixed
+            # pretrained features (the same objective restricted to it), so
+            # that fine-tuning starts from the best the pretrained layers give.
+            dense[0] = self._fit_softmax((features - mean) * scale, y, rng, dtype)
         self._network = Network(stages, mean.astype(dtype), scale.astype(dtype), dense)
         self._optimizer_state = None
         self.loss_curve_ = []
         self.n_iter_ = 0
         self.validation_scores_ = [] if self.early_stopping else None
         self.best_validation_score_ = None
+
+    def _fit_softmax(self, F, y, rng, dtype):
+        n = len(F)
+        # LogisticRegression minimizes C * sum of cross-entropies + ||W||^2 / 2.
+        C = 1.0 / (n * self.alpha) if self.alpha > 0 else np.inf
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            top = LogisticRegression(C=C, max_iter=200, tol=self.tol,
+                                     random_state=rng.randint(np.iinfo(np.int32).max))
+            top.fit(F, y)
+        coef, intercept = top.coef_, top.intercept_
+        if len(self.classes_) == 2:
+            # Binary: one weight vector w for class 1; the softmax gets -w/2, w/2.
+            coef = np.vstack([-coef / 2, coef / 2])
+            intercept = np.concatenate([-intercept / 2, intercept / 2])
+        return [np.ascontiguousarray(coef.T, dtype=dtype), intercept.astype(dtype)]
 
     def _one_hot(self, y, dtype):
         return np.eye(len(self.classes_), dtype=dtype)[np.searchsorted(self.classes_, y)]
@@ -514,15 +536,18 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             total += loss * len(idx)
         return total / n
 
-    def _fit_minibatch(self, images, y, rng, epochs):
-        if self.early_stopping:
-            stratify = y if np.min(np.unique(y, return_counts=True)[1]) >= 2 else None
-            train, val = train_test_split(
-                np.arange(len(y)), test_size=self.validation_fraction, stratify=stratify,
-                random_state=rng.randint(np.iinfo(np.int32).max),
-            )
-            images_val, y_val = images[val], y[val]
-            images, y = images[train], y[train]
+    def _split(self, images, y, rng):
+        """``(images, y, validation)``: the early-stopping split, or all and None."""
+        if not self.early_stopping:
+            return images, y, None
+        stratify = y if np.min(np.unique(y, return_counts=True)[1]) >= 2 else None
+        train, val = train_test_split(
+            np.arange(len(y)), test_size=self.validation_fraction, stratify=stratify,
+            random_state=rng.randint(np.iinfo(np.int32).max),
+        )
+        return images[train], y[train], (images[val], y[val])
+
+    def _fit_minibatch(self, images, y, rng, epochs, validation=None):
         best_loss, best_score, no_change, best_params = np.inf, -np.inf, 0, None
         start = time.perf_counter()
         converged = False
@@ -535,7 +560,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             rate = len(images) / (time.perf_counter() - epoch_start)
             message = f"Epoch {self.n_iter_}: loss {loss:.5f}"
             if self.early_stopping:
-                score = float(np.mean(self._predict_images(images_val) == y_val))
+                score = float(np.mean(self._predict_images(validation[0]) == validation[1]))
                 self.validation_scores_.append(score)
                 message += f", validation score {score:.4f}"
                 improved = score > best_score + self.tol
@@ -628,12 +653,15 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         images = self._check_images(X, reset=True)
         y = self._check_targets(images, y)
         rng = check_random_state(self.random_state)
+        classes = unique_labels(y)
         with _threads(self.n_jobs, 1):
-            self._initialize(images, y, unique_labels(y), rng)
+            # Split first: the validation images must not train the softmax's start.
+            images, y, validation = self._split(images, y, rng)
+            self._initialize(images, y, classes, rng)
             if self.solver == "lbfgs":
                 converged = self._fit_lbfgs(images, y)
             else:
-                converged = self._fit_minibatch(images, y, rng, self.max_iter)
+                converged = self._fit_minibatch(images, y, rng, self.max_iter, validation)
         self._rng = rng
         self._store()
         if not converged:
