@@ -172,11 +172,27 @@ def test_layers_carry_the_fine_tuned_filters():
 def test_solvers_lower_the_loss(solver):
     X, y = digits(200)
     lr = 0.05 if solver == "sgd" else 1e-2
-    clf = ConvNetClassifier([layer()], solver=solver, max_iter=10, learning_rate_init=lr,
-                            random_state=0).fit(X, y)
+    # A hidden layer: the top starts from random weights, not at the softmax's optimum.
+    clf = ConvNetClassifier([layer()], hidden_layer_sizes=(8,), solver=solver, max_iter=10,
+                            learning_rate_init=lr, random_state=0).fit(X, y)
     assert clf.n_iter_ == 10 == len(clf.loss_curve_)
     assert clf.loss_curve_[-1] < 0.5 * clf.loss_curve_[0]
-    assert clf.score(X, y) > 0.8
+    assert clf.score(X, y) > 0.7
+
+
+@pytest.mark.parametrize("n_classes", [2, 10])
+def test_softmax_starts_from_logistic_regression_on_the_fixed_features(n_classes):
+    X, y = digits(300)
+    keep = y < n_classes
+    X, y = X[keep], y[keep]
+    pretrained = layer().fit(X)
+    alpha = 1e-2
+    clf = ConvNetClassifier([pretrained], pretrain="keep", alpha=alpha, max_iter=1,
+                            learning_rate_init=1e-12, random_state=0).fit(X, y)
+    top = make_pipeline(StandardScaler(), LogisticRegression(C=1 / (len(X) * alpha), max_iter=1000))
+    top.fit(pretrained.transform(X), y)
+    np.testing.assert_allclose(clf.predict_proba(X), top.predict_proba(pretrained.transform(X)),
+                               atol=1e-3)
 
 
 def test_float32_stays_float32():
