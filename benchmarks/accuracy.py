@@ -29,6 +29,26 @@ Methods (``--methods``):
     Coates et al. recipe: ``ConvPoolTransformer(PatchNormalizer ->
     ZCAWhitening(0.1) -> KMeansTriangleFeatures)`` with sum pooling, then
     ``StandardScaler -> LogisticRegression(C=1)``.
+``convnet``
+    The default ``ConvNetClassifier()``: its default layers pretrained
+    without labels, then the whole network fine-tuned on the labels.
+``convnet-shift2``
+    ``ConvNetClassifier(max_shift=2)``: the same, every training image of
+    every minibatch shifted by up to 2 pixels. On MNIST, chosen by
+    validation on the training half (first 4000 / next 1000 images, layers
+    pretrained on the 5000): 98.4% after 9 epochs against 97.8% unshifted;
+    on digits one pixel of shift lowered the 3-fold cross-validated accuracy
+    of the training half (97.7% against 98.0%).
+``convnet-pretrained``
+    The same default layers pretrained and kept fixed, then
+    ``StandardScaler -> LogisticRegression(C=1)``: what fine-tuning starts
+    from (fit time: the pretraining alone plus the classifier).
+``torch-cnn``
+    A PyTorch CNN trained from scratch, the best supervised peer measured on
+    this MNIST split: two 5x5 convolutions (32, 64 filters; zero-padded by 2
+    on images under 16 pixels) with ReLU and 2x2 max pooling, a 128-unit ReLU layer, dropout 0.3, softmax; Adam (lr 1e-3,
+    batch 64, 30 epochs), each minibatch shifted by up to 2 pixels.
+    Needs torch (skipped with a message otherwise).
 
 Both convolutional methods use the same patch size, pooling grid, number of
 features ``k`` and number of training patches on a data set (see
@@ -87,22 +107,26 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import BernoulliRBM
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
 from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
 from skaecnn import (
+    ConvNetClassifier,
     ConvPoolTransformer,
     KMeansTriangleFeatures,
     PatchNormalizer,
     SparseAutoencoderFeatures,
     ZCAWhitening,
 )
+from skaecnn._convnet import default_layers
 from skaecnn.datasets import load_cifar10, load_digits_images, load_mnist, load_stl10
 
 METHODS = (
-    "pixels-logreg", "pixels-svc", "rbm-logreg", "default-conv", "sae-conv", "kmeans-conv"
+    "pixels-logreg", "pixels-svc", "rbm-logreg", "default-conv", "sae-conv", "kmeans-conv",
+    "convnet", "convnet-shift2", "convnet-pretrained", "torch-cnn",
 )
 # Coates et al.'s per-patch normalization epsilon for pixels in [0, 255],
 # rescaled to the [0, 1] pixels used here.
@@ -201,8 +225,84 @@ def load(name, args):
     return X_train[tr], y_train[tr], X_test[te], y_test[te], shape
 
 
+class TorchCNN(ClassifierMixin, BaseEstimator):
+    """The ``torch-cnn`` peer: a LeNet-style CNN trained from scratch (see the module doc)."""
+
+    def __init__(self, image_shape, epochs=30, batch_size=64, max_shift=2, random_state=0):
+        self.image_shape = image_shape
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.max_shift = max_shift
+        self.random_state = random_state
+
+    def _images(self, X):
+        import torch
+
+        h, w, c = self.image_shape
+        return torch.from_numpy(np.asarray(X, dtype=np.float32).reshape(-1, h, w, c).transpose(0, 3, 1, 2).copy())
+
+    def fit(self, X, y):
+        import torch
+
+        nn = torch.nn
+        torch.manual_seed(self.random_state)
+        h, w, c = self.image_shape
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        # Images too small for two unpadded 5x5 convolutions (digits) are padded.
+        pad = 0 if min(h, w) >= 16 else 2
+        side = [((n + 2 * pad - 4) // 2 + 2 * pad - 4) // 2 for n in (h, w)]
+        self.model_ = nn.Sequential(
+            nn.Conv2d(c, 32, 5, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5, padding=pad), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Dropout(0.3), nn.Linear(64 * side[0] * side[1], 128), nn.ReLU(),
+            nn.Dropout(0.3), nn.Linear(128, len(self.classes_)),
+        )
+        images, target = self._images(X), torch.from_numpy(codes.astype(np.int64))
+        optimizer = torch.optim.Adam(self.model_.parameters(), lr=1e-3)
+        loss_fn = nn.CrossEntropyLoss()
+        s = self.max_shift
+        self.model_.train()
+        for _ in range(self.epochs):
+            for idx in torch.randperm(len(images)).split(self.batch_size):
+                batch = nn.functional.pad(images[idx], (s, s, s, s))
+                dy, dx = np.random.randint(0, 2 * s + 1, size=2)
+                batch = batch[:, :, dy : dy + h, dx : dx + w]
+                optimizer.zero_grad()
+                loss_fn(self.model_(batch), target[idx]).backward()
+                optimizer.step()
+        return self
+
+    def predict(self, X):
+        import torch
+
+        self.model_.eval()
+        with torch.no_grad():
+            return self.classes_[self.model_(self._images(X)).argmax(dim=1).numpy()]
+
+
 def make_method(method, cfg, image_shape, args):
     rs, n_jobs = args.random_state, args.n_jobs
+    # The network classifiers take images; the methods get rows.
+    to_images = FunctionTransformer(lambda X: X.reshape((len(X),) + image_shape))
+    if method in ("convnet", "convnet-shift2"):
+        return make_pipeline(to_images, ConvNetClassifier(
+            max_shift=2 if method == "convnet-shift2" else 0, random_state=rs, n_jobs=n_jobs))
+    if method == "convnet-pretrained":
+        layers = [spec.build(1.0, rs) for spec in default_layers(image_shape)]
+        for layer in layers:
+            layer.set_params(flatten=False, n_jobs=n_jobs)
+        return make_pipeline(
+            to_images, *layers, FunctionTransformer(lambda F: F.reshape(len(F), -1)),
+            StandardScaler(), LogisticRegression(C=1.0, max_iter=1000),
+        )
+    if method == "torch-cnn":
+        try:
+            import torch
+        except ImportError:
+            return None
+        if n_jobs and n_jobs > 0:
+            torch.set_num_threads(n_jobs)
+        return make_pipeline(TorchCNN(image_shape, random_state=rs or 0))
     if method == "pixels-logreg":
         return make_pipeline(LogisticRegression(C=1.0, max_iter=1000))
     if method == "pixels-svc":
@@ -268,7 +368,7 @@ def run_one(pipe, X_train, y_train, X_test, y_test):
     for w in caught:
         if not issubclass(w.category, ConvergenceWarning):
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    return F.shape[1], fit_s, transform_s, accuracy, converged
+    return int(np.prod(F.shape[1:])), fit_s, transform_s, accuracy, converged
 
 
 def print_table(rows):
@@ -350,6 +450,9 @@ def main(argv=None):
                 cfg = replace(cfg, n_components=args.n_components)
             for method in args.methods:
                 pipe = make_method(method, cfg, shape, args)
+                if pipe is None:
+                    log(f"[{name}] {method}: skipped (needs torch: pip install torch)")
+                    continue
                 result = run_one(pipe, X_train, y_train, X_test, y_test)
                 rows.append((name, method, *result))
                 n_features, fit_s, transform_s, acc, converged = result

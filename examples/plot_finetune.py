@@ -12,7 +12,11 @@ its layers greedily without labels, then fine-tunes the whole network.
 
 This example compares, on the 8x8 digits split half/half, the pretrained
 layer with a logistic regression on its fixed features against the same
-layer fine-tuned, and shows the filters before and after.
+layer fine-tuned, and shows the filters before and after. With one layer on
+a few hundred images, the pretrained features are already about as good as
+this network gets: expect the two accuracies within a few test digits of
+each other. Fine-tuning pays with depth and augmentation on larger images
+(see the user guide's section "From features to a trained network").
 """
 
 # %%

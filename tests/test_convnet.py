@@ -220,7 +220,7 @@ def test_same_random_state_same_model():
 def test_default_layers():
     # Their pretraining takes minutes: check the recipes, not a fit.
     small = [spec.build(1.0, 0) for spec in default_layers((8, 8, 1))]
-    assert [(lay.patch_size, lay.pool_size) for lay in small] == [(3, 2)]
+    assert [(lay.patch_size, lay.pool_size) for lay in small] == [(3, 3)]
     big = [spec.build(1.0, 0) for spec in default_layers((28, 28, 1))]
     assert [(lay.patch_size, lay.pool_size) for lay in big] == [(5, 2), (3, 2)]
     first, second = (lay.encoder for lay in big)
