@@ -166,7 +166,8 @@ def main(argv=None):
     with threadpool_limits(limits=args.threads, user_api="blas"):
         times = alternate(runners, args.repeats)
     t_ours, t_torch = statistics.median(times["skaecnn"]), statistics.median(times["torch"])
-    gemm = gemm_seconds_per_image(clf) * args.n_images / args.threads
+    with threadpool_limits(limits=1, user_api="blas"):  # as in skaecnn's kernel threads
+        gemm = gemm_seconds_per_image(clf) * args.n_images / args.threads
 
     n = args.n_images
     print(f"threads={args.threads}, {n} images of {IMAGE}, batch {BATCH}, float32, "

@@ -142,7 +142,9 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
     one below -- then the stack, with optional fully connected ReLU layers and
     a softmax regression on top, is trained end to end by backpropagation on
     the labels. Fine-tuning moves the filters from reconstructing patches to
-    separating classes.
+    separating classes. Without hidden layers the softmax starts from a
+    logistic regression fitted on the fixed pretrained features (UFLDL's
+    order), so fine-tuning starts from the best the pretrained layers give.
 
     The objective is the mean cross-entropy plus ``alpha / 2`` times the
     squared norm of all weights (filters and fully connected weights; biases
