@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
-from sklearn.utils import check_random_state, gen_batches
+from sklearn.utils import assert_all_finite, check_random_state, gen_batches
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d
@@ -388,6 +388,9 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"y has {len(y)} labels but X has {len(images)} images; they must match."
             )
+        if y.dtype.kind == "f":
+            # Before the label checks, which would cast NaN to int first.
+            assert_all_finite(y, input_name="y")
         check_classification_targets(y)
         return y
 
@@ -787,7 +790,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         -------
         labels : ndarray of shape (n,)
         """
-        return self.classes_[np.argmax(self._scores(X), axis=1)]
+        scores = self._scores(X)
+        return self.classes_[np.argmax(scores, axis=1)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
