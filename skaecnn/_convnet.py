@@ -746,6 +746,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         Returns
         -------
         scores : ndarray of shape (n, n_classes), or (n,) for two classes
+            The inputs of the softmax; the predicted class has the largest.
         """
         Z = self._scores(X)
         return Z[:, 1] - Z[:, 0] if Z.shape[1] == 2 else Z
@@ -761,6 +762,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         Returns
         -------
         log_proba : ndarray of shape (n, n_classes)
+            Log-probabilities, columns in the order of ``classes_``.
         """
         return _log_softmax(self._scores(X))
 
@@ -775,6 +777,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         Returns
         -------
         proba : ndarray of shape (n, n_classes)
+            Probabilities, each row summing to 1.
         """
         return np.exp(self.predict_log_proba(X))
 
@@ -789,6 +792,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         Returns
         -------
         labels : ndarray of shape (n,)
+            Labels from ``classes_``.
         """
         scores = self._scores(X)
         return self.classes_[np.argmax(scores, axis=1)]
