@@ -21,8 +21,10 @@ Backward, for each image in parallel and each block of positions:
 * for a layer below, the error of the input is ``E @ W`` scattered back onto
   the input maps (col2im), each image's map written by one thread only.
 
-Window normalization is differentiated only on the first layer's input,
-which needs no gradient; the caller rejects it on higher layers.
+With window normalization ``y = (x - mean(x)) / s``, ``s = sqrt(var(x) +
+epsilon)``, the error of a window's raw values is
+``(dy - mean(dy) - y mean(dy y)) / s`` (:func:`_normalize_backward`), so a
+layer above the first may normalize the maps of the layer below.
 """
 
 import numpy as np
@@ -127,6 +129,26 @@ def _errors(A, start, n_cols, pool_h, pool_w, pooling, activation, argmax, d_out
                 e[t] *= a[t] * (1.0 - a[t])
 
 
+@njit(cache=True, fastmath=True, error_model="numpy")
+def _normalize_backward(D, Y, raw, epsilon):
+    """Turn the errors ``D`` of normalized rows ``Y`` into those of the raw rows ``raw``."""
+    d = D.shape[1]
+    for r in range(D.shape[0]):
+        x, y, g = raw[r], Y[r], D[r]
+        mean = x.sum() / d
+        var = 0.0
+        for t in range(d):
+            var += (x[t] - mean) ** 2
+        inv_s = 1.0 / np.sqrt(var / d + epsilon)
+        g_mean = g.sum() / d
+        gy_mean = 0.0
+        for t in range(d):
+            gy_mean += g[t] * y[t]
+        gy_mean /= d
+        for t in range(d):
+            g[t] = (g[t] - g_mean - y[t] * gy_mean) * inv_s
+
+
 @njit(cache=True)
 def _col2im(D, m, n_cols, start, d_image):
     """Add the patch-row errors ``D`` of positions ``start, ...`` onto ``d_image`` (h, w, c)."""
@@ -167,6 +189,11 @@ def backward(images, filters_t, filters, m, normalize, epsilon, activation, pool
     errors = np.empty((n_threads, block, k), dtype=dtype)
     products = np.empty((n_threads, d, k), dtype=dtype)
     need_input = d_images.shape[0] > 0
+    # With normalization the input's error needs the normalized rows and the
+    # raw ones besides the rows' errors.
+    extra = n_threads if need_input and normalize else 0
+    row_errors = np.empty((extra, block, d), dtype=dtype)
+    raw = np.empty((extra, block, d), dtype=dtype)
     for b in prange(n_images):
         thread = get_thread_id()
         if need_input:
@@ -185,7 +212,14 @@ def backward(images, filters_t, filters, m, normalize, epsilon, activation, pool
             for r in range(rows):
                 for t in range(k):
                     gb[t] += E[r, t]
-            if need_input:
+            if need_input and normalize:
+                D = row_errors[thread, :rows]
+                np.dot(E, filters, D)
+                X = raw[thread, :rows]
+                _extract(images[b], m, n_cols, start, False, 0.0, X)
+                _normalize_backward(D, P, X, epsilon)
+                _col2im(D, m, n_cols, start, d_images[b])
+            elif need_input:
                 # The patch buffer is free again: reuse it for the rows' errors.
                 np.dot(E, filters, P)
                 _col2im(P, m, n_cols, start, d_images[b])
@@ -207,8 +241,7 @@ class ConvStage:
     activation : int
         ``IDENTITY`` or ``SIGMOID``.
     normalize_epsilon : float or None
-        Each window brightness/contrast normalized with this epsilon (the
-        input then gets no gradient: only a first layer may have it).
+        Each window brightness/contrast normalized with this epsilon.
     input_shape : (int, int, int)
         ``(h, w, c)`` of the layer's input.
     """

@@ -63,8 +63,8 @@ class _DefaultLayer:
             encoder = default_encoder(value_range, n_components=self.n_components,
                                       random_state=random_state)
         else:
-            # Window normalization of a higher layer depends on the layer below,
-            # which fine-tuning does not differentiate: whitening only.
+            # The maps are not normalized per window: the default was measured
+            # with whitening only.
             encoder = make_pipeline(
                 ZCAWhitening(epsilon=0.1),
                 SparseAutoencoderFeatures(
@@ -90,13 +90,6 @@ def _stage_of(layer, index, input_shape, dtype):
             f"layers[{index}] cannot be fine-tuned: its activation is "
             f"{folded.activation!r} (k-means triangle features are not "
             f"differentiated); fine-tuning supports {sorted(_ACTIVATIONS)}."
-        )
-    if folded.normalize_epsilon is not None and index > 0:
-        raise ValueError(
-            f"layers[{index}] cannot be fine-tuned: its encoder starts with a "
-            "PatchNormalizer, which on a layer above the first normalizes the "
-            "maps of the layer below and is not differentiated; only layers[0] "
-            "may normalize its windows."
         )
     if tuple(input_shape) != tuple(layer.image_shape_):
         raise ValueError(
@@ -151,8 +144,9 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
     are not decayed). Each layer is trained as the folded computation its
     :class:`ConvPoolTransformer` runs: filters and bias in image space
     (``filters_``, ``intercept_``), its activation (sigmoid or identity), its
-    pooling; a first layer's per-window normalization stays a fixed function
-    of the input window.
+    pooling. A leading :class:`PatchNormalizer` normalizes every window in
+    the kernel; on a layer above the first the normalization is
+    differentiated like the rest.
 
     Parameters
     ----------
@@ -163,8 +157,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         3 x 3, k=128, mean pooling 2), otherwise one (3 x 3, k=100, mean
         pooling 3); see :func:`skaecnn._convnet.default_layers`. The encoders
         must fold into filters with a sigmoid or identity activation
-        (k-means triangle layers cannot be fine-tuned), and only the first
-        may start with a :class:`PatchNormalizer`.
+        (k-means triangle layers cannot be fine-tuned), optionally after a
+        leading :class:`PatchNormalizer`.
     hidden_layer_sizes : tuple of int, default=()
         Fully connected ReLU layers between the last pooled maps and the
         softmax, as in :class:`~sklearn.neural_network.MLPClassifier`.
