@@ -18,6 +18,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._dask import lazy_on_dask
 from ._objective import initialize, loss_and_gradient, sigmoid, unpack
 from ._validation import Interval
 
@@ -374,6 +375,7 @@ class SparseAutoencoderFeatures(
 
     # -- using the fitted model ------------------------------------------
 
+    @lazy_on_dask
     def transform(self, X):
         """Hidden activations ``sigmoid(X @ components_.T + intercept_hidden_)``.
 

@@ -21,8 +21,9 @@ from threadpoolctl import threadpool_limits
 
 from . import _kernels
 from ._autoencoder import SparseAutoencoderFeatures
+from ._dask import lazy_on_dask
 from ._folding import fold_encoder
-from ._images import check_images, sample_patches, working_dtype
+from ._images import check_images, open_images, sample_patches, working_dtype
 from ._normalization import PatchNormalizer
 from ._validation import Interval, check_positive_int
 from ._whitening import ZCAWhitening
@@ -282,7 +283,7 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             The fitted transformer.
         """
         _pair(self.pool_size, "pool_size")
-        images = check_images(X, self.image_shape)
+        images = open_images(X, self.image_shape)
         self._map_geometry(images.shape[1:])
         rng = check_random_state(self.random_state)
         start = time.perf_counter()
@@ -334,6 +335,7 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             )
         return images
 
+    @lazy_on_dask
     def transform(self, X):
         """Convolve, activate and pool: one feature vector (or map stack) per image.
 
@@ -351,6 +353,7 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         out = self._convolve_pool(images, _pair(self.pool_size, "pool_size"))
         return out.reshape(out.shape[0], -1) if self.flatten else out
 
+    @lazy_on_dask
     def convolve(self, X):
         """The activation maps before pooling, one per encoder output.
 

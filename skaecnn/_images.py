@@ -2,7 +2,9 @@
 
 Images are handled channels last, as (n, h, w, c) views of what the user
 passed; they are converted to floating point chunk by chunk, so a large uint8
-data set is never copied whole.
+data set is never copied whole. Collections that are not in memory (numpy
+memory maps, chunked arrays such as dask, zarr or h5py) are sampled by reading
+only the images the sampled patches come from.
 """
 
 import math
@@ -11,6 +13,9 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.utils import assert_all_finite
+
+# Bytes of stored images read at a time when sampling patches from them.
+_READ_BYTES = 32 * 2**20
 
 
 def working_dtype(dtype):
@@ -126,16 +131,77 @@ def check_images(X, image_shape=None):
     return images
 
 
+def check_known_shape(X):
+    """Refuse arrays of unknown size (a dask array after boolean indexing)."""
+    if not all(isinstance(s, (int, np.integer)) for s in X.shape):
+        raise ValueError(
+            f"X has unknown size along some axis (shape {X.shape}), as a dask array "
+            "after boolean indexing has; compute its chunk sizes first, e.g. "
+            "X.compute_chunk_sizes() or X.rechunk() with known chunks."
+        )
+
+
+class StoredImages:
+    """(n, h, w, c) images of an array that is not in memory, read when sampled.
+
+    ``shape`` and ``dtype`` come from the array's metadata, checked as
+    :func:`check_images` checks an array; pixels (and their finiteness) are
+    checked where they are read.
+    """
+
+    def __init__(self, X, image_shape):
+        check_known_shape(X)
+        n = X.shape[0]
+        proxy = check_images(np.zeros((min(n, 1),) + tuple(X.shape[1:]), X.dtype), image_shape)
+        self._X = X
+        self._image_shape = image_shape
+        self.shape = (n,) + proxy.shape[1:]
+        self.dtype = proxy.dtype
+
+    def windows(self, idx, rows, cols, m, dtype):
+        """Like :func:`_windows` on the whole collection, reading each needed
+        image once, in increasing order, about ``_READ_BYTES`` at a time."""
+        needed, where = np.unique(idx, return_inverse=True)
+        per_read = max(1, _READ_BYTES // (math.prod(self.shape[1:]) * self.dtype.itemsize))
+        patches = np.empty((len(idx), m * m * self.shape[3]), dtype=dtype)
+        for begin in range(0, len(needed), per_read):
+            part = needed[begin : begin + per_read]
+            images = check_images(np.asarray(self._X[part]), self._image_shape)
+            mine = (where >= begin) & (where < begin + len(part))
+            patches[mine] = _windows(images, where[mine] - begin, rows[mine], cols[mine], m, dtype)
+        return patches
+
+
+def open_images(X, image_shape=None):
+    """:func:`check_images`, except that memory maps and chunked arrays (dask,
+    zarr, h5py: anything with ``chunks``) become :class:`StoredImages`, which
+    :func:`sample_patches` reads only where it samples."""
+    stored = isinstance(X, np.memmap) or (
+        not isinstance(X, np.ndarray)
+        and all(hasattr(X, a) for a in ("chunks", "shape", "dtype", "__getitem__"))
+    )
+    return StoredImages(X, image_shape) if stored else check_images(X, image_shape)
+
+
+def _windows(images, idx, rows, cols, m, dtype):
+    """Rows ``images[idx, rows:rows+m, cols:cols+m]`` flattened in (row, column,
+    channel) order."""
+    windows = sliding_window_view(images, (m, m), axis=(1, 2))  # (n, oh, ow, c, m, m)
+    patches = windows[idx, rows, cols].transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(patches.reshape(len(idx), -1), dtype=dtype)
+
+
 def sample_patches(images, patch_size, n_patches, random_state, dtype):
     """``n_patches`` random m x m windows of ``images`` as rows (row, column, channel order).
 
-    Draws image index, then top-left row and column, uniformly.
+    Draws image index, then top-left row and column, uniformly. ``images`` is an
+    (n, h, w, c) array or :class:`StoredImages` (same draws, same patches).
     """
     n, h, w, c = images.shape
     m = patch_size
     idx = random_state.randint(n, size=n_patches)
     rows = random_state.randint(h - m + 1, size=n_patches)
     cols = random_state.randint(w - m + 1, size=n_patches)
-    windows = sliding_window_view(images, (m, m), axis=(1, 2))  # (n, oh, ow, c, m, m)
-    patches = windows[idx, rows, cols].transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(patches.reshape(n_patches, m * m * c), dtype=dtype)
+    if isinstance(images, StoredImages):
+        return images.windows(idx, rows, cols, m, dtype)
+    return _windows(images, idx, rows, cols, m, dtype)

@@ -12,6 +12,7 @@ from sklearn.base import (
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._dask import lazy_on_dask
 from ._validation import Interval
 
 
@@ -213,6 +214,7 @@ class KMeansTriangleFeatures(
         self.n_iter_ = int(kmeans.n_iter_)
         return self
 
+    @lazy_on_dask
     def transform(self, X):
         """Triangle activations ``max(0, mean_j(z_j) - z_k)``, ``z_k = ||x - c_k||``.
 

@@ -7,6 +7,7 @@ from sklearn import get_config
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.utils.validation import validate_data
 
+from ._dask import lazy_on_dask
 from ._validation import Interval
 
 
@@ -91,6 +92,7 @@ class PatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         validate_data(self, X, dtype=[np.float64, np.float32])
         return self
 
+    @lazy_on_dask
     def transform(self, X):
         """Normalize every row of ``X``.
 

@@ -7,6 +7,7 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, 
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._dask import lazy_on_dask
 from ._validation import Interval
 
 
@@ -103,6 +104,7 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.whitening_ = ((U / np.sqrt(s + self.epsilon)) @ U.T).astype(X.dtype)
         return self
 
+    @lazy_on_dask
     def transform(self, X):
         """Whiten ``X``: ``(X - mean_) @ whitening_``.
 

@@ -1,0 +1,72 @@
+"""Lazy, block-wise transforms of dask arrays.
+
+The estimators never see dask: :func:`lazy_on_dask` wraps a per-row method
+(``transform``, ``convolve``) so that a dask array gets back a dask array
+whose every block is that method applied to a block of rows (images), on
+numpy. dask itself is imported only when a dask array comes in.
+"""
+
+import functools
+
+import numpy as np
+
+from ._images import check_known_shape
+
+
+def _is_dask_collection(X):
+    return hasattr(X, "__dask_graph__")
+
+
+def lazy_on_dask(method):
+    """Make ``method(self, X)`` lazy on a dask array ``X``: one task per
+    block of rows; numpy input goes straight to ``method``."""
+
+    @functools.wraps(method)
+    def wrapper(self, X, *args, **kwargs):
+        if _is_dask_collection(X) and not args and not kwargs:
+            return map_rows(self, method.__name__, X)
+        return method(self, X, *args, **kwargs)
+
+    return wrapper
+
+
+def _apply(estimator, method, block):
+    return getattr(estimator, method)(block)
+
+
+def map_rows(estimator, method, X):
+    """``getattr(estimator, method)`` on every block of rows of dask array
+    ``X``, as a dask array with the output's shape, chunks and dtype.
+
+    Blocks keep ``X``'s chunks along the first axis and are whole along the
+    others (``X`` is rechunked if needed). The output's row shape and dtype
+    are the method's answer for one row of zeros, computed here; nothing of
+    ``X`` is. The estimator is one node of the graph that every task depends
+    on, so a cluster ships it to each worker once.
+    """
+    import dask
+    import dask.array as da
+
+    if not isinstance(X, da.Array):
+        raise TypeError(
+            f"X must be a dask array (or numpy array); got {type(X).__name__}. "
+            "Convert a dask DataFrame with X.to_dask_array(lengths=True)."
+        )
+    check_known_shape(X)
+    if X.ndim == 0 or X.shape[0] == 0:
+        # The method's own error for empty input.
+        return getattr(estimator, method)(np.zeros(X.shape, X.dtype))
+    row = getattr(estimator, method)(np.zeros((1,) + X.shape[1:], X.dtype))
+    if any(n > 1 for n in X.numblocks[1:]):
+        X = X.rechunk({axis: -1 for axis in range(1, X.ndim)})
+    in_axes = tuple(range(X.ndim))
+    new_axes = {X.ndim + i: size for i, size in enumerate(row.shape[1:])}
+    shipped = dask.delayed(estimator, pure=True)
+    return da.blockwise(
+        _apply, (0,) + tuple(new_axes),
+        shipped, None, method, None, X, in_axes,
+        new_axes=new_axes, concatenate=True, dtype=row.dtype,
+        meta=np.empty((0,) * row.ndim, row.dtype),
+        name=f"{type(estimator).__name__.lower()}-{method}-"
+        + dask.base.tokenize(shipped.key, method, X.name),
+    )
