@@ -273,7 +273,9 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         Parameters
         ----------
         X : array-like of shape (n, h, w), (n, h, w, c) or (n, h*w*c)
-            Training images, any real dtype.
+            Training images, any real dtype. Of a memory map or a chunked
+            array (dask, zarr, h5py) only the images the sampled patches
+            come from are read (see the "Scaling out" page).
         y : None
             Ignored.
 
