@@ -50,6 +50,7 @@ from _harness import alternate, parse_shapes, spread, square_gemm
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from skaecnn._objective import initialize, loss_and_gradient
+from skaecnn._threads import effective_threads
 
 # UFLDL linearDecoderExercise.m
 ALPHA = 3e-3
@@ -145,10 +146,13 @@ def bench_one(torch, name, dtype, decoder, repeats):
     d = int(np.prod(patch))
     X, theta = make_problem(n, d, k, dtype, decoder)
     grad = np.empty_like(theta)
+    # As SparseAutoencoderFeatures(n_jobs=None) under the script's thread limit.
+    n_threads = effective_threads(None)
 
     def run_skaecnn():
         return loss_and_gradient(
-            theta, X, k, ALPHA, SPARSITY_TARGET, SPARSITY_WEIGHT, decoder, grad=grad
+            theta, X, k, ALPHA, SPARSITY_TARGET, SPARSITY_WEIGHT, decoder, grad=grad,
+            n_threads=n_threads,
         )
 
     X_t = torch.from_numpy(X)

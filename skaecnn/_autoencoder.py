@@ -19,7 +19,9 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._dask import lazy_on_dask
+from ._folding import Fold
 from ._objective import initialize, loss_and_gradient, sigmoid, unpack
+from ._threads import effective_threads
 from ._validation import Interval
 
 # Adam's moment decay rates and denominator guard (Kingma & Ba, 2015).
@@ -79,6 +81,11 @@ class SparseAutoencoderFeatures(
         Minibatch size of the ``"adam"`` solver.
     learning_rate_init : float, default=1e-3
         Step size of the ``"adam"`` solver.
+    n_jobs : int or None, default=None
+        Threads computing the objective (blocks of rows, each with
+        single-threaded BLAS); None or -1 uses all cores. Never more than a
+        limit set around the call (``threadpoolctl.threadpool_limits``, or an
+        enclosing :class:`ConvPoolTransformer`'s ``n_jobs``).
     random_state : int, RandomState instance or None, default=None
         Seeds the weight initialization and Adam's shuffling.
     verbose : int, default=0
@@ -152,6 +159,11 @@ class SparseAutoencoderFeatures(
         "tol": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "n_jobs": [
+            None,
+            Interval(Integral, None, -1, closed="right"),
+            Interval(Integral, 1, None, closed="left"),
+        ],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -168,6 +180,7 @@ class SparseAutoencoderFeatures(
         tol=1e-5,
         batch_size=256,
         learning_rate_init=1e-3,
+        n_jobs=None,
         random_state=None,
         verbose=0,
     ):
@@ -181,6 +194,7 @@ class SparseAutoencoderFeatures(
         self.tol = tol
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
 
@@ -194,6 +208,7 @@ class SparseAutoencoderFeatures(
             self.sparsity_weight,
             self.decoder,
             grad=grad,
+            n_threads=effective_threads(self.n_jobs),
         )
 
     # -- fitting ---------------------------------------------------------
@@ -296,10 +311,19 @@ class SparseAutoencoderFeatures(
             options={"maxiter": self.max_iter, "gtol": self.tol},
         )
         self.n_iter_ = int(result.nit)
+        # As scikit-learn's _check_optimize_result: any abnormal termination
+        # (status 2, e.g. a line search failing in float32) is reported too.
         if result.status == 1:
             warnings.warn(
                 f"L-BFGS did not converge in max_iter={self.max_iter} iterations; "
                 "increase max_iter.",
+                ConvergenceWarning,
+            )
+        elif result.status != 0:
+            warnings.warn(
+                f"L-BFGS stopped abnormally (status={result.status}): {result.message} "
+                "The weights are those of the last accepted step; scaling the data, "
+                "float64 input or a larger tol may help.",
                 ConvergenceWarning,
             )
         return result.x.astype(X.dtype)
@@ -420,6 +444,11 @@ class SparseAutoencoderFeatures(
         if self.decoder == "sigmoid":
             sigmoid(Y, out=Y)
         return Y
+
+    def __skaecnn_fold__(self):
+        """``transform`` as ``sigmoid(x @ matrix + offset)`` (see ``_folding``)."""
+        check_is_fitted(self)
+        return Fold(self.components_.T, self.intercept_hidden_, "sigmoid")
 
     @property
     def _n_features_out(self):

@@ -1,10 +1,9 @@
 """Convolution of learned patch features over whole images, with pooling."""
 
 import time
-from contextlib import contextmanager
+import warnings
 from numbers import Integral
 
-import numba
 import numpy as np
 from sklearn.base import (
     BaseEstimator,
@@ -17,15 +16,15 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
 
-from . import _kernels
 from ._autoencoder import SparseAutoencoderFeatures
 from ._dask import lazy_on_dask
-from ._folding import fold_encoder
 from ._images import check_images, open_images, sample_patches, working_dtype
+from ._kernels import POOLINGS
+from ._layer import build_layer
 from ._normalization import PatchNormalizer
-from ._validation import Interval, check_positive_int
+from ._threads import effective_threads, threads
+from ._validation import Interval
 from ._whitening import ZCAWhitening
 
 # Working memory of one chunk of images when batch_size is None: for folded
@@ -72,25 +71,6 @@ def default_encoder(
             verbose=verbose,
         ),
     )
-
-
-@contextmanager
-def _threads(n_jobs, blas_threads=None):
-    """Use ``n_jobs`` threads in numba's kernels and ``blas_threads`` (default:
-    the same number) in BLAS."""
-    available = numba.config.NUMBA_NUM_THREADS
-    if n_jobs is None or n_jobs == -1:
-        n = available
-    else:
-        n = check_positive_int(n_jobs, "n_jobs") if n_jobs > 0 else available + 1 + n_jobs
-        n = min(max(n, 1), available)
-    previous = numba.get_num_threads()
-    numba.set_num_threads(n)
-    try:
-        with threadpool_limits(limits=blas_threads or n, user_api="blas"):
-            yield
-    finally:
-        numba.set_num_threads(previous)
 
 
 class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -209,7 +189,7 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         "n_patches": [Interval(Integral, 1, None, closed="left")],
         # A pair is checked by _pair, with a message naming both forms.
         "pool_size": [Interval(Integral, 1, None, closed="left"), tuple, list, np.ndarray],
-        "pooling": [StrOptions({"mean", "max", "sum"})],
+        "pooling": [StrOptions(set(POOLINGS))],
         "image_shape": [None, tuple, list],
         "flatten": ["boolean"],
         "batch_size": [None, Interval(Integral, 1, None, closed="left")],
@@ -306,17 +286,33 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             )
         else:
             self.encoder_ = clone(self.encoder)
-        with _threads(self.n_jobs):
+        n_threads = effective_threads(self.n_jobs)
+        with threads(n_threads):
             self.encoder_.fit(patches)
-            n_outputs = np.asarray(self.encoder_.transform(patches[:1])).shape[1]
-        self._folded = fold_encoder(self.encoder_)
+            self.layer_, reason, mismatch = build_layer(
+                self.encoder_, patches, self.patch_size, images.shape[3], self.pooling,
+                _pair(self.pool_size, "pool_size"),
+            )
+        self.path_ = "folded" if self.layer_.folded else "generic"
+        if mismatch:
+            warnings.warn(
+                f"{type(self).__name__} takes the generic path (encoder_.transform on "
+                f"every window): {reason}.",
+                UserWarning,
+                stacklevel=2,
+            )
         self.image_shape_ = images.shape[1:]
         self.n_features_in_ = int(np.prod(self.image_shape_))
-        self.output_shape_ = self._map_geometry(self.image_shape_) + (n_outputs,)
+        self.output_shape_ = self.layer_.output_shape(*self.image_shape_[:2])
         if self.verbose:
+            path = (
+                "folded into filters (fused kernel)" if reason is None
+                else f"generic path, as {reason}"
+            )
             print(
                 f"[{type(self).__name__}] Fitted in {time.perf_counter() - start:.2f} s; "
-                f"{n_outputs} features per window, output {self.output_shape_}."
+                f"{self.layer_.n_outputs} features per window, output {self.output_shape_}; "
+                f"{path}."
             )
         return self
 
@@ -374,69 +370,35 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
     def _convolve_pool(self, images, pool):
         n, h, w, c = images.shape
-        m = self.patch_size
-        ph, pw = pool
-        n_ph, n_pw = (h - m + 1) // ph, (w - m + 1) // pw
-        positions = n_ph * ph * n_pw * pw
-        k = self.output_shape_[2]
+        layer = self.layer_.with_pooling(pool_size=pool)
+        n_ph, n_pw, k = layer.output_shape(h, w)
         dtype = working_dtype(images.dtype)
-        d = m * m * c
         out = np.empty((n, n_ph, n_pw, k), dtype=dtype)
-        pooling = {"mean": _kernels.MEAN, "max": _kernels.MAX, "sum": _kernels.SUM}[self.pooling]
-        folded = self._folded
-        if folded is not None:
+        if layer.folded:
             # The fused kernel keeps its working memory per thread; chunks only
-            # bound the images converted to ``dtype`` at a time.
+            # bound the images converted to ``dtype`` at a time. Each kernel
+            # thread runs its own matrix products.
             chunk = self.batch_size or max(1, _CHUNK_BYTES // (h * w * c * dtype.itemsize))
-            filters_t = np.ascontiguousarray(folded.weights.T, dtype=dtype)
-            bias = folded.bias.astype(dtype)
-            activation = {
-                "identity": _kernels.IDENTITY,
-                "sigmoid": _kernels.SIGMOID,
-                "triangle": _kernels.TRIANGLE,
-            }[folded.activation]
-            normalize = folded.normalize_epsilon is not None
-            epsilon = folded.normalize_epsilon if normalize else 0.0
-            # Each kernel thread runs its own matrix products.
             blas_threads = 1
         else:
             # The encoder sees a chunk's whole patch matrix and returns its responses.
+            positions = n_ph * pool[0] * n_pw * pool[1]
+            d = layer.patch_size**2 * c
             chunk = self.batch_size or max(1, _CHUNK_BYTES // (positions * (d + k) * dtype.itemsize))
-            patches = np.empty((min(chunk, n) * positions, d), dtype=dtype)
             blas_threads = None
         start = last_report = time.perf_counter()
-        with _threads(self.n_jobs, blas_threads):
+        with threads(effective_threads(self.n_jobs), blas_threads):
             for begin in range(0, n, chunk):
                 nb = min(chunk, n - begin)
-                pooled = out[begin : begin + nb]
                 # Converted within the call, so that one chunk's copy at most is alive.
-                batch = images[begin : begin + nb]
-                if folded is not None:
-                    _kernels.convolve_pool(
-                        np.ascontiguousarray(batch, dtype=dtype), filters_t, bias, m,
-                        normalize, epsilon, activation, ph, pw, pooling,
-                        numba.get_num_threads(), pooled,
-                    )
-                else:
-                    P = patches[: nb * positions]
-                    _kernels.extract_patches(
-                        np.ascontiguousarray(batch, dtype=dtype), m, n_ph * ph, n_pw * pw, P
-                    )
-                    _kernels.pool(self._encode_generic(P, k, dtype), ph, pw, pooling, pooled)
+                batch = np.ascontiguousarray(images[begin : begin + nb], dtype=dtype)
+                layer.forward(batch, out[begin : begin + nb])
+                del batch
                 now = time.perf_counter()
                 if self.verbose and (now - last_report > 1.0 or begin + nb == n):
                     last_report = now
                     self._report_progress(begin + nb, n, now - start)
         return out
-
-    def _encode_generic(self, patches, k, dtype):
-        R = np.ascontiguousarray(self.encoder_.transform(patches), dtype=dtype)
-        if R.shape != (patches.shape[0], k):
-            raise ValueError(
-                f"encoder_.transform returned shape {R.shape} for {patches.shape[0]} "
-                f"patches; expected ({patches.shape[0]}, {k}) as at fit."
-            )
-        return R
 
     def _report_progress(self, done, total, elapsed):
         rate = done / elapsed if elapsed > 0 else float("inf")
@@ -450,16 +412,13 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     def filters_(self):
         """Folded filters (k, m, m, c) in image space, or None (see Attributes)."""
         check_is_fitted(self)
-        if self._folded is None:
-            return None
-        m, c = self.patch_size, self.image_shape_[2]
-        return self._folded.filters.reshape(-1, m, m, c)
+        return self.layer_.filters
 
     @property
     def intercept_(self):
         """Folded bias (k,), or None (see Attributes)."""
         check_is_fitted(self)
-        return None if self._folded is None else self._folded.intercept
+        return self.layer_.intercept
 
     @property
     def _n_features_out(self):

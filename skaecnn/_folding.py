@@ -8,46 +8,82 @@ needs ``W`` as filters (UFLDL: ``W' = W ZCA``, ``b' = b - W' mean``). A leading
 :class:`PatchNormalizer` is not affine; it is kept as a flag and computed per
 window by the kernel.
 
+The folding protocol: a step says what it computes as a :class:`Fold`,
+``activation(normalize(x) @ matrix + offset)``, through its method
+``__skaecnn_fold__()`` (this package's estimators; a user's own estimator can
+implement it too), or through :func:`fold_step`, one
+:func:`functools.singledispatch` registry, for scikit-learn's classes. A step
+whose fold is None (e.g. :class:`~sklearn.preprocessing.Normalizer`, which is
+not affine, or ``MinMaxScaler(clip=True)``) keeps the whole encoder from being
+folded. :func:`fold_encoder` composes the steps' folds.
+
 K-means triangle features end the chain differently: they need the distances
 ``||x' - c_k||`` of the whitened patch ``x' = x @ M + v`` to the centroids.
 ``||x' - c||^2 = ||x'||^2 - 2 x'.c + ||c||^2``, whose cross term folds into
 filters like any affine encoder, and whose ``||x'||^2`` is the squared norm of
-``x'`` itself: extra filters ``M.T`` (bias ``v``) compute ``x'`` in the same
-matrix product, or, with no affine step at all, the window's own squared norm
-is a local sum.
+``x'`` itself: an activation that ``needs_input`` (see
+:data:`skaecnn._kernels.ACTIVATIONS`) gets extra filters ``M.T`` (bias ``v``)
+computing ``x'`` in the same matrix product, or, with no affine step before
+it, reads the window itself.
 """
 
 from dataclasses import dataclass
+from functools import singledispatch
 
 import numpy as np
-from sklearn.decomposition import PCA
+from sklearn.decomposition import PCA, FastICA, IncrementalPCA, TruncatedSVD
 from sklearn.neural_network import BernoulliRBM
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
 
-from ._autoencoder import SparseAutoencoderFeatures
-from ._kmeans_triangle import KMeansTriangleFeatures
-from ._normalization import PatchNormalizer
-from ._whitening import ZCAWhitening
+from ._kernels import ACTIVATIONS
+
+
+@dataclass(frozen=True)
+class Fold:
+    """What one fitted step computes: ``activation(normalize(x) @ matrix + offset)``.
+
+    Returned by a step's ``__skaecnn_fold__()`` (see :func:`fold_step`).
+
+    Attributes
+    ----------
+    matrix : ndarray of shape (d_in, d_out) or None
+        None: the identity.
+    offset : ndarray of shape (d_out,) or None
+        None: zero.
+    activation : str, default="identity"
+        A key of :data:`skaecnn._kernels.ACTIVATIONS` (``"identity"``,
+        ``"sigmoid"``, ``"triangle"``); only the last step of an encoder may
+        have another activation than ``"identity"``.
+    normalize_epsilon : float or None, default=None
+        The step first normalizes each row ``x`` to ``(x - mean(x)) /
+        sqrt(var(x) + normalize_epsilon)``, as :class:`PatchNormalizer`; only
+        the first step of an encoder may.
+    """
+
+    matrix: np.ndarray | None = None
+    offset: np.ndarray | None = None
+    activation: str = "identity"
+    normalize_epsilon: float | None = None
 
 
 @dataclass(frozen=True)
 class FoldedEncoder:
     """An encoder as ``activation(normalize(x) @ weights.T + bias)``.
 
-    With ``activation="triangle"``, ``r = normalize(x) @ weights.T + bias`` has
-    ``k + e`` columns: ``r[:k]`` is ``||c_k||^2 - 2 x'.c_k`` (``filters`` holds
-    ``weights[:k] / -2``), ``r[k:]`` is the whitened patch ``x'`` itself
-    (``e = 0``: ``x'`` is the normalized patch), and the outputs are
-    ``max(0, mean_j(z_j) - z_k)`` with ``z_k = sqrt(||x'||^2 + r[k])``.
+    For an activation that needs its input (``"triangle"``), ``r =
+    normalize(x) @ weights.T + bias`` has ``k + e`` columns: ``r[:k]`` is the
+    last step's fold (``||c_k||^2 - 2 x'.c_k``), ``r[k:]`` is its input ``x'``
+    (``e = 0``: ``x'`` is the normalized patch itself).
 
     Attributes
     ----------
     weights : ndarray of shape (k + e, d)
         Filters acting on raw (or, with ``normalize_epsilon``, normalized)
-        patches; ``e = 0`` except for the triangle activation.
+        patches; ``e = 0`` except for activations that need their input.
     bias : ndarray of shape (k + e,)
-    activation : {"identity", "sigmoid", "triangle"}
+    activation : str
+        A key of :data:`skaecnn._kernels.ACTIVATIONS`.
     normalize_epsilon : float or None
         The epsilon of a leading PatchNormalizer, None without one.
     n_outputs : int
@@ -67,8 +103,7 @@ class FoldedEncoder:
         For the triangle activation, the centroids as seen from the patch:
         ``M @ c_k``, the filter whose response is ``x'.c_k`` up to a constant.
         """
-        k = self.n_outputs
-        return self.weights[:k] / -2.0 if self.activation == "triangle" else self.weights[:k]
+        return self.weights[: self.n_outputs] / ACTIVATIONS[self.activation].filter_scale
 
     @property
     def intercept(self):
@@ -76,95 +111,164 @@ class FoldedEncoder:
         return self.bias[: self.n_outputs]
 
 
-def _affine_step(step):
-    """``(M, v)`` with ``step.transform(x) == x @ M + v``, or None."""
-    if isinstance(step, ZCAWhitening):
-        return step.whitening_, -step.mean_ @ step.whitening_
-    if isinstance(step, StandardScaler):
-        d = step.n_features_in_
-        scale = np.ones(d) if step.scale_ is None else step.scale_
-        mean = np.zeros(d) if step.mean_ is None else step.mean_
-        return np.diag(1.0 / scale), -mean / scale
-    if isinstance(step, PCA):
-        M = step.components_.T
-        if step.whiten:
-            M = M / np.sqrt(step.explained_variance_)
-        return M, -step.mean_ @ M
-    return None
+@singledispatch
+def fold_step(step):
+    """The :class:`Fold` of one fitted step, or None if it cannot be folded.
+
+    Steps fold themselves through a method ``__skaecnn_fold__()`` returning a
+    :class:`Fold` (or None for parameter values that are not foldable);
+    scikit-learn's classes are registered here.
+    """
+    method = getattr(step, "__skaecnn_fold__", None)
+    return None if method is None else method()
 
 
-def _final_step(step):
-    """``(W, b, activation)`` of an encoder computing ``act(x @ W.T + b)``, or None."""
-    if isinstance(step, SparseAutoencoderFeatures):
-        return step.components_, step.intercept_hidden_, "sigmoid"
-    if isinstance(step, BernoulliRBM):
-        return step.components_, step.intercept_hidden_, "sigmoid"
-    affine = _affine_step(step)
-    if affine is not None:
-        M, v = affine
-        return M.T, v, "identity"
-    return None
+def _diagonal(scale, offset=None):
+    return Fold(np.diag(np.asarray(scale, dtype=np.float64)), offset)
 
 
-def _fold_triangle(centers, prefix):
-    """``(weights, bias)`` of triangle features after the affine ``prefix`` (or None)."""
-    C = np.asarray(centers, dtype=np.float64)
-    squared_norms = np.einsum("ij,ij->i", C, C)
+@fold_step.register
+def _(step: StandardScaler):
+    # Fitted mean_ and scale_ exist whatever the flags; transform only uses
+    # those the flags ask for.
+    d = step.n_features_in_
+    mean = step.mean_ if step.with_mean else np.zeros(d)
+    scale = step.scale_ if step.with_std else np.ones(d)
+    return _diagonal(1.0 / scale, -mean / scale)
+
+
+@fold_step.register
+def _(step: RobustScaler):
+    d = step.n_features_in_
+    center = step.center_ if step.with_centering else np.zeros(d)
+    scale = step.scale_ if step.with_scaling else np.ones(d)
+    return _diagonal(1.0 / scale, -center / scale)
+
+
+@fold_step.register
+def _(step: MinMaxScaler):
+    # clip=True clips to feature_range: not affine.
+    return None if step.clip else _diagonal(step.scale_, step.min_)
+
+
+@fold_step.register
+def _(step: MaxAbsScaler):
+    return _diagonal(1.0 / step.scale_)
+
+
+@fold_step.register(PCA)
+@fold_step.register(IncrementalPCA)
+def _(step):
+    M = step.components_.T.astype(np.float64)
+    v = -step.mean_ @ M
+    if step.whiten:
+        # As scikit-learn's transform: variances clipped at the dtype's eps,
+        # which keeps rank-deficient whitening finite.
+        scale = np.sqrt(step.explained_variance_)
+        scale[scale < np.finfo(scale.dtype).eps] = np.finfo(scale.dtype).eps
+        M, v = M / scale, v / scale
+    return Fold(M, v)
+
+
+@fold_step.register
+def _(step: TruncatedSVD):
+    return Fold(step.components_.T)
+
+
+@fold_step.register
+def _(step: FastICA):
+    M = step.components_.T.astype(np.float64)
+    # Only a whitening FastICA centres (and has a mean_).
+    return Fold(M, -step.mean_ @ M if step.whiten else None)
+
+
+@fold_step.register
+def _(step: BernoulliRBM):
+    return Fold(step.components_.T, step.intercept_hidden_, "sigmoid")
+
+
+def encoder_steps(encoder):
+    """``(name, step)`` of a (possibly nested) Pipeline, passthrough steps dropped."""
+    if not isinstance(encoder, Pipeline):
+        return [(type(encoder).__name__, encoder)]
+    steps = []
+    for name, step in encoder.steps:
+        if step is None or (isinstance(step, str) and step == "passthrough"):
+            continue
+        if isinstance(step, Pipeline):
+            steps += [(f"{name}__{inner}", s) for inner, s in encoder_steps(step)]
+        else:
+            steps.append((name, step))
+    return steps
+
+
+def _compose(prefix, fold, d):
+    """``(M, v)`` of ``x -> fold(prefix(x))`` for affine ``prefix`` and ``fold``."""
+    M = np.eye(d) if fold.matrix is None else np.asarray(fold.matrix, dtype=np.float64)
+    v = np.zeros(M.shape[1]) if fold.offset is None else np.asarray(fold.offset, dtype=np.float64)
     if prefix is None:
-        return -2.0 * C, squared_norms
-    M, v = prefix
-    # Extra rows M.T compute x' = x @ M + v, whose squared norm the kernel sums.
-    weights = np.vstack([-2.0 * C @ M.T, M.T])
-    bias = np.concatenate([squared_norms - 2.0 * C @ v, v])
-    return weights, bias
+        return M, v
+    return prefix[0] @ M, prefix[1] @ M + v
 
 
-def fold_encoder(encoder):
-    """Collapse a fitted encoder to a :class:`FoldedEncoder`, or None if it cannot be.
+def fold_encoder(encoder, n_features):
+    """Collapse a fitted encoder to a :class:`FoldedEncoder`.
 
     Parameters
     ----------
     encoder : estimator
         A fitted transformer or Pipeline of transformers.
+    n_features : int
+        Width ``d`` of its input.
 
     Returns
     -------
     folded : FoldedEncoder or None
-        None when some step is neither affine, nor a known final activation,
-        nor a leading PatchNormalizer; the caller then applies
+        None when some step cannot be folded; the caller then applies
         ``encoder.transform`` to the patches themselves.
+    reason : str or None
+        Why not, naming the step; None when folded.
     """
-    if isinstance(encoder, Pipeline):
-        steps = [s for _, s in encoder.steps if s is not None and s != "passthrough"]
-    else:
-        steps = [encoder]
+    steps = encoder_steps(encoder)
     if not steps:
-        return None
+        return None, "the encoder has no steps"
     normalize_epsilon = None
-    if isinstance(steps[0], PatchNormalizer):
-        normalize_epsilon = float(steps[0].epsilon)
-        steps = steps[1:]
-    if not steps:
-        return None
-    # The affine steps before the last, composed: x' = x @ M + v.
-    prefix = None
-    for step in steps[:-1]:
-        affine = _affine_step(step)
-        if affine is None:
-            return None
-        M, v = (np.asarray(a, dtype=np.float64) for a in affine)
-        prefix = (M, v) if prefix is None else (prefix[0] @ M, prefix[1] @ M + v)
-    last = steps[-1]
-    if isinstance(last, KMeansTriangleFeatures):
-        W, b = _fold_triangle(last.cluster_centers_, prefix)
-        return FoldedEncoder(W, b, "triangle", normalize_epsilon, len(last.cluster_centers_))
-    final = _final_step(last)
-    if final is None:
-        return None
-    W, b, activation = final
-    W, b = np.asarray(W, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if prefix is not None:
-        # act((x @ M + v) @ W.T + b) = act(x @ (W M^T)^T + (W v + b)).
-        M, v = prefix
-        W, b = W @ M.T, W @ v + b
-    return FoldedEncoder(W, b, activation, normalize_epsilon, len(W))
+    prefix = None  # (M, v): the affine steps so far, x' = x @ M + v
+    for i, (name, step) in enumerate(steps):
+        fold = fold_step(step)
+        if fold is None:
+            return None, f"step {name!r} ({type(step).__name__}) cannot be folded"
+        if fold.normalize_epsilon is not None:
+            if i > 0:
+                return None, (
+                    f"step {name!r} ({type(step).__name__}) normalizes rows after other "
+                    "steps, which the kernel cannot fold"
+                )
+            normalize_epsilon = float(fold.normalize_epsilon)
+        last = i == len(steps) - 1
+        if fold.activation not in ACTIVATIONS:
+            return None, f"step {name!r} has an unknown activation {fold.activation!r}"
+        if fold.activation != "identity" and not last:
+            return None, (
+                f"step {name!r} ({type(step).__name__}) has a {fold.activation} activation "
+                "but is not the last step"
+            )
+        if fold.matrix is None and fold.offset is None and fold.activation == "identity":
+            continue
+        d = n_features if prefix is None else prefix[0].shape[1]
+        if last and ACTIVATIONS[fold.activation].needs_input and prefix is not None:
+            # The activation reads its input x' = x @ M + v from the extra rows.
+            W, b = _compose(prefix, fold, d)
+            M, v = prefix
+            return FoldedEncoder(
+                np.vstack([W.T, M.T]), np.concatenate([b, v]), fold.activation,
+                normalize_epsilon, W.shape[1],
+            ), None
+        prefix = _compose(prefix, fold, d)
+        activation = fold.activation
+    if prefix is None:
+        # Only a normalization (or identities): the identity map of the window.
+        prefix = (np.eye(n_features), np.zeros(n_features))
+        activation = "identity"
+    M, v = prefix
+    return FoldedEncoder(M.T.copy(), v, activation, normalize_epsilon, M.shape[1]), None

@@ -9,7 +9,14 @@ the bias, applies the activation and pools. Blocks are sized to stay in the
 core's L2 cache, and the threads never wait for each other or for a BLAS
 thread pool, which matters on a loaded machine.
 
-K-means triangle features (:func:`_triangle`) turn the responses, which hold
+Activations and poolings are data: entries of :data:`ACTIVATIONS` and
+:data:`POOLINGS`, whose numba functions the kernels compose (activation, then
+pooling) in one loop per block of rows. The kernels take a stage as a
+:class:`Stage`, which numba types by its name: each call compiles (or loads
+from numba's cache) only the specialization of the stages it uses, with no
+branch on them at run time. Adding an activation or a pooling is one entry.
+K-means triangle features (:func:`_triangle`) are an activation that is not
+elementwise: its ``rows`` stage turns the responses, which hold
 ``||c_k||^2 - 2 x'.c_k`` and the whitened patch ``x'`` (see ``_folding``),
 into distances and then activations before pooling.
 
@@ -26,15 +33,20 @@ variance (PatchNormalizer, computed in place rather than folded).
 would otherwise keep every loop that divides from vectorizing.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 from numba import get_thread_id, njit, prange, types
-from numba.extending import overload
+from numba.core.imputils import lower_constant
+from numba.extending import (
+    NativeValue,
+    models,
+    overload,
+    register_model,
+    typeof_impl,
+    unbox,
+)
 from numpy.polynomial import Chebyshev, Polynomial
-
-#: Activation codes understood by the kernels.
-IDENTITY, SIGMOID, TRIANGLE = 0, 1, 2
-#: Pooling codes understood by the kernels.
-MEAN, MAX, SUM = 0, 1, 2
 
 # Bytes of one thread's block of patch rows plus their filter responses: about
 # a core's L2 cache, so that the activation reads the responses from there,
@@ -126,34 +138,10 @@ def _extract(image, m, n_cols, start, normalize, epsilon, out):
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
-def _activate_pool(responses, bias, activation, n_cols, start, pool_h, pool_w, pooling, pooled):
-    """Add ``bias``, activate and pool the rows of positions ``start, ...`` into ``pooled``.
-
-    Only the first ``k = pooled.shape[-1]`` columns of ``responses`` are pooled.
-    """
-    k = pooled.shape[-1]
-    for r in range(responses.shape[0]):
-        i, j = divmod(start + r, n_cols)
-        z = responses[r]
-        cell = pooled[i // pool_h, j // pool_w]
-        # One loop per case, so that each vectorizes.
-        if activation == SIGMOID and pooling == MAX:
-            for t in range(k):
-                cell[t] = max(cell[t], sigmoid(z[t] + bias[t]))
-        elif activation == SIGMOID:
-            for t in range(k):
-                cell[t] += sigmoid(z[t] + bias[t])
-        elif pooling == MAX:
-            for t in range(k):
-                cell[t] = max(cell[t], z[t] + bias[t])
-        else:
-            for t in range(k):
-                cell[t] += z[t] + bias[t]
-
-
-@njit(cache=True, fastmath=True, error_model="numpy")
 def _triangle(patches, responses, bias, k):
     """Triangle activations ``max(0, mean_j(z_j) - z_k)`` into ``responses[:, :k]``.
+
+    The ``rows`` stage of the ``"triangle"`` activation (see :class:`Activation`).
 
     ``responses[:, :k] + bias[:k]`` is ``||c_k||^2 - 2 x'.c_k``; the squared
     norm of ``x'`` is that of ``responses[:, k:] + bias[k:]`` or, when there
@@ -183,32 +171,204 @@ def _triangle(patches, responses, bias, k):
         mean = total / real(k)
         for t in range(k):
             z[t] = max(mean - z[t], real(0.0))
+    # The bias is in the activations now.
+    return np.zeros(k, dtype=responses.dtype)
+
+@njit
+def _identity(z):
+    return z
 
 
-@njit(cache=True)
-def _start_pool(pooled, pooling):
-    pooled[:] = -np.inf if pooling == MAX else 0.0
+@njit
+def _bias_unused(patches, responses, bias, k):
+    # Elementwise activations add the bias themselves.
+    return bias
 
 
-@njit(cache=True)
-def _finish_pool(pooled, pooling, pool_h, pool_w):
-    if pooling == MEAN:
-        pooled *= 1.0 / (pool_h * pool_w)
+@njit
+def _add(total, value):
+    return total + value
+
+
+@njit
+def _max(largest, value):
+    return max(largest, value)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation stage of the kernels.
+
+    Attributes
+    ----------
+    elementwise : numba function
+        ``f(z)`` applied to every response ``z`` (plus its bias).
+    rows : numba function or None
+        ``rows(patches, responses, bias, k)`` for activations that are not
+        elementwise: it turns a block's ``responses`` (plus ``bias``) into
+        ``responses[:, :k]`` on which ``elementwise`` runs, and returns the
+        bias left to add (zeros once it added it).
+    needs_input : bool
+        The stage needs its input ``x'`` besides the ``k`` responses: the fold
+        appends filters computing ``x'`` after the ``k`` filters (none when
+        ``x'`` is the window itself, which ``rows`` then reads from the patch).
+    filter_scale : float
+        The responses are ``filter_scale * filters_ . x + intercept_``: how
+        filters are shown (triangle: ``-2``, so that filters are centroids).
+    """
+
+    elementwise: object
+    rows: object = None
+    needs_input: bool = False
+    filter_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """A pooling stage: ``combine(total, value)`` from ``initial``, divided by
+    the region's area when ``average``."""
+
+    combine: object
+    initial: float
+    average: bool = False
+
+
+#: The activations the kernels compose with every pooling. Adding one is one
+#: entry here (with its numba function in this module, so that numba's cache
+#: sees changes to it).
+ACTIVATIONS = {
+    "identity": Activation(_identity),
+    "sigmoid": Activation(sigmoid),
+    "triangle": Activation(_identity, rows=_triangle, needs_input=True, filter_scale=-2.0),
+}
+
+#: The poolings the kernels compose with every activation.
+POOLINGS = {
+    "mean": Pooling(_add, 0.0, average=True),
+    "max": Pooling(_max, -np.inf),
+    "sum": Pooling(_add, 0.0),
+}
+
+
+class Stage:
+    """The name of an activation or pooling as the kernels take it.
+
+    Numba types it as a type of its own per name, so a kernel compiles, and
+    caches, one specialization per stage it is actually called with, and each
+    specialization has the stage's code inlined, with no branch on it.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return f"Stage({self.name!r})"
+
+
+class _StageType(types.Type):
+    def __init__(self, name):
+        self.stage = name
+        super().__init__(name=f"Stage({name})")
+
+
+@typeof_impl.register(Stage)
+def _typeof_stage(value, context):
+    return _StageType(value.name)
+
+
+register_model(_StageType)(models.OpaqueModel)
+
+
+@unbox(_StageType)
+def _unbox_stage(typ, obj, c):
+    # Nothing to carry at run time: the name is in the type.
+    return NativeValue(c.context.get_dummy_value())
+
+
+@lower_constant(_StageType)
+def _constant_stage(context, builder, ty, pyval):
+    return context.get_dummy_value()
+
+
+_IDENTITY = Stage("identity")
+_FAST = {"fastmath": True, "error_model": "numpy"}
+
+
+def _activate_pool(activation, pooling, patches, responses, bias, n_cols, start, pool_h,
+                   pool_w, pooled):
+    """Activate the rows of positions ``start, ...`` and pool them into ``pooled``.
+
+    Only the first ``k = pooled.shape[-1]`` columns of ``responses`` are pooled.
+    """
+    raise NotImplementedError("only callable from numba kernels")
+
+
+@overload(_activate_pool, jit_options=_FAST)
+def _compose(activation, pooling, patches, responses, bias, n_cols, start, pool_h, pool_w,
+             pooled):
+    act, pool_ = ACTIVATIONS[activation.stage], POOLINGS[pooling.stage]
+    f, combine, rows = act.elementwise, pool_.combine, act.rows or _bias_unused
+
+    def compose(activation, pooling, patches, responses, bias, n_cols, start, pool_h, pool_w,
+                pooled):
+        k = pooled.shape[-1]
+        b = rows(patches, responses, bias, k)
+        for r in range(responses.shape[0]):
+            i, j = divmod(start + r, n_cols)
+            z = responses[r]
+            cell = pooled[i // pool_h, j // pool_w]
+            for t in range(k):
+                cell[t] = combine(cell[t], f(z[t] + b[t]))
+
+    return compose
+
+
+def _start_pool(pooling, pooled):
+    raise NotImplementedError("only callable from numba kernels")
+
+
+@overload(_start_pool)
+def _start_pool_impl(pooling, pooled):
+    initial = POOLINGS[pooling.stage].initial
+
+    def start(pooling, pooled):
+        pooled[:] = initial
+
+    return start
+
+
+def _finish_pool(pooling, pooled, pool_h, pool_w):
+    raise NotImplementedError("only callable from numba kernels")
+
+
+@overload(_finish_pool)
+def _finish_pool_impl(pooling, pooled, pool_h, pool_w):
+    if POOLINGS[pooling.stage].average:
+        def finish(pooling, pooled, pool_h, pool_w):
+            pooled *= 1.0 / (pool_h * pool_w)
+    else:
+        def finish(pooling, pooled, pool_h, pool_w):
+            pass
+    return finish
 
 
 @njit(cache=True, parallel=True)
-def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, pool_h, pool_w,
-                  pooling, n_threads, out):
+def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, pooling, pool_h,
+                  pool_w, n_threads, out):
     """Convolve, activate and pool ``images`` (B, h, w, c) into ``out`` (B, ph, pw, k).
 
-    ``filters_t`` (m*m*c, k) holds one filter per column, raveled as the patch
-    rows of :func:`extract_patches` (for ``TRIANGLE``, (m*m*c, k + e) as
-    :func:`_triangle` reads them); the maps are ``(ph * pool_h) x (pw *
-    pool_w)``. Call with BLAS limited to one thread, as every thread runs its
-    own matrix products, and with ``n_threads = numba.get_num_threads()`` (in
-    here, that call would keep the kernel from being cached).
+    ``filters_t`` (m*m*c, r) holds one filter per column, raveled as the patch
+    rows of :func:`extract_patches`: the ``k`` filters, then (for activations
+    that need their input) those computing it. ``activation`` and ``pooling``
+    are :class:`Stage` s; the maps are ``(ph * pool_h) x (pw * pool_w)``. Call
+    with BLAS limited to one thread, as every thread runs its own matrix
+    products, and with ``n_threads = numba.get_num_threads()`` (in here, that
+    call would keep the kernel from being cached).
     """
-    n_images, n_ph, n_pw, k = out.shape
+    n_images = out.shape[0]
+    n_ph, n_pw = out.shape[1], out.shape[2]
     d, n_responses = filters_t.shape
     n_cols = n_pw * pool_w
     positions = n_ph * pool_h * n_cols
@@ -216,25 +376,17 @@ def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, po
     block = min(block, positions)
     patches = np.empty((n_threads, block, d), dtype=filters_t.dtype)
     responses = np.empty((n_threads, block, n_responses), dtype=filters_t.dtype)
-    # The triangle activation adds its own bias; pooling then adds none.
-    pool_activation, pool_bias = activation, bias
-    if activation == TRIANGLE:
-        pool_activation, pool_bias = IDENTITY, np.zeros_like(bias)
     for b in prange(n_images):
         thread = get_thread_id()
-        _start_pool(out[b], pooling)
+        _start_pool(pooling, out[b])
         for start in range(0, positions, block):
             rows = min(block, positions - start)
             P = patches[thread, :rows]
             R = responses[thread, :rows]
             _extract(images[b], m, n_cols, start, normalize, epsilon, P)
             np.dot(P, filters_t, R)
-            if activation == TRIANGLE:
-                _triangle(P, R, bias, k)
-            _activate_pool(
-                R, pool_bias, pool_activation, n_cols, start, pool_h, pool_w, pooling, out[b]
-            )
-        _finish_pool(out[b], pooling, pool_h, pool_w)
+            _activate_pool(activation, pooling, P, R, bias, n_cols, start, pool_h, pool_w, out[b])
+        _finish_pool(pooling, out[b], pool_h, pool_w)
 
 
 @njit(cache=True, parallel=True)
@@ -250,17 +402,17 @@ def extract_patches(images, m, n_rows, n_cols, out):
 
 
 @njit(cache=True, parallel=True)
-def pool(responses, pool_h, pool_w, pooling, out):
+def pool(responses, pooling, pool_h, pool_w, out):
     """Pool ``responses`` (B*n_rows*n_cols, k), rows as :func:`extract_patches` wrote them.
 
-    ``out`` (B, ph, pw, k) receives the pooled maps, with ``n_rows = ph * pool_h``
-    and ``n_cols = pw * pool_w``.
+    ``out`` (B, ph, pw, k) receives the maps pooled by the :class:`Stage`
+    ``pooling``, with ``n_rows = ph * pool_h`` and ``n_cols = pw * pool_w``.
     """
     n_cols = out.shape[2] * pool_w
     positions = out.shape[1] * pool_h * n_cols
     no_bias = np.zeros(out.shape[3], dtype=out.dtype)
     for b in prange(out.shape[0]):
         R = responses[b * positions : (b + 1) * positions]
-        _start_pool(out[b], pooling)
-        _activate_pool(R, no_bias, IDENTITY, n_cols, 0, pool_h, pool_w, pooling, out[b])
-        _finish_pool(out[b], pooling, pool_h, pool_w)
+        _start_pool(pooling, out[b])
+        _activate_pool(_IDENTITY, pooling, R, R, no_bias, n_cols, 0, pool_h, pool_w, out[b])
+        _finish_pool(pooling, out[b], pool_h, pool_w)

@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._dask import lazy_on_dask
 from ._validation import Interval
+from ._folding import Fold
 
 
 def triangle_activation(X, centers):
@@ -231,6 +232,12 @@ class KMeansTriangleFeatures(
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return triangle_activation(X, self.cluster_centers_)
+
+    def __skaecnn_fold__(self):
+        """The triangle activation of ``||c_k||^2 - 2 x.c_k`` (see ``_folding``)."""
+        check_is_fitted(self)
+        C = self.cluster_centers_.astype(np.float64)
+        return Fold(-2.0 * C.T, np.einsum("ij,ij->i", C, C), "triangle")
 
     @property
     def _n_features_out(self):

@@ -9,6 +9,7 @@ from sklearn.utils.validation import validate_data
 
 from ._dask import lazy_on_dask
 from ._validation import Interval
+from ._folding import Fold
 
 
 def normalize_rows(X, epsilon):
@@ -113,6 +114,10 @@ class PatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             self, X, dtype=[np.float64, np.float32], reset=not hasattr(self, "n_features_in_")
         )
         return normalize_rows(X, self.epsilon)
+
+    def __skaecnn_fold__(self):
+        """The row normalization, which :class:`ConvPoolTransformer` computes per window."""
+        return Fold(normalize_epsilon=self.epsilon)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit
 
 from ._kernels import sigmoid as _sigmoid
-from ._threads import blas_num_threads, parallel
+from ._threads import parallel
 
 # Rows per block. A block's activations (block x k) stay in the L2/L3 caches
 # between the GEMM that makes them and the elementwise passes that follow.
@@ -164,7 +164,8 @@ def initialize(n_features, n_hidden, random_state, dtype):
 
 
 def loss_and_gradient(
-    theta, X, n_hidden, alpha, sparsity_target, sparsity_weight, decoder, grad=None
+    theta, X, n_hidden, alpha, sparsity_target, sparsity_weight, decoder, grad=None,
+    n_threads=1,
 ):
     """Objective ``J`` and its gradient with respect to the flat ``theta``.
 
@@ -178,10 +179,9 @@ def loss_and_gradient(
     end. No ``n x k`` matrix is kept. Consecutive blocks form up to
     16 groups, each summing its partial gradients in block order; the groups'
     sums are added in group order, so the result is the same whatever the
-    number of threads. When numpy's BLAS may use ``t > 1`` threads (see
-    :mod:`threadpoolctl`), ``t`` threads take the groups as they come free,
-    with numpy's BLAS set to one thread for the duration of the call (which
-    other threads of the process see too). This replaces five big
+    number of threads. With ``n_threads > 1``, that many threads take the
+    groups as they come free, with BLAS set to one thread for the duration of
+    the call (see :func:`skaecnn._threads.blas_limit`). This replaces five big
     multi-threaded GEMMs, two of which reduce over all ``n`` samples (which
     OpenBLAS parallelizes with a barrier per panel), and single-threaded
     elementwise passes over whole matrices: a little faster on an idle
@@ -206,6 +206,9 @@ def loss_and_gradient(
         Output nonlinearity ``f``.
     grad : ndarray like ``theta``, optional
         Buffer the gradient is written to (avoids an allocation per call).
+    n_threads : int, default=1
+        Threads the blocks are spread over (fewer when there are few rows);
+        the caller's :func:`skaecnn._threads.effective_threads`.
 
     Returns
     -------
@@ -248,7 +251,7 @@ def loss_and_gradient(
         )
         return sq_error, a_sum, sums
 
-    n_threads = min(blas_num_threads(), n // _MIN_ROWS_PER_THREAD, n_groups)
+    n_threads = min(n_threads, n // _MIN_ROWS_PER_THREAD, n_groups)
     with parallel(n_threads) as run:
         parts = run(group_sums, range(n_groups))
     for _, _, sums in parts[1:]:

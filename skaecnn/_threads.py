@@ -1,31 +1,52 @@
-"""Running independent pieces of numpy work on threads with single-threaded BLAS.
+"""Threads as a parameter: how many an estimator uses, and BLAS limits that
+concurrent calls share.
 
-Multi-threaded OpenBLAS parallelizes each GEMM with a barrier per panel; on a
-busy machine its threads stall on each other. Splitting the work into blocks,
-each on its own thread with one BLAS thread, avoids those barriers (used by the
-sparse autoencoder objective, see :mod:`skaecnn._objective`).
+The rule (:func:`effective_threads`): an estimator's ``n_jobs`` asks for a
+number of threads; it gets at most what the caller allows around the call --
+numba's thread count of the calling thread (``numba.set_num_threads``, which
+an enclosing estimator of this package sets for the estimators it fits) and
+the BLAS limit found outside this package's own sections
+(``threadpoolctl.threadpool_limits``). A limit is never raised.
+
+Where BLAS must run on fewer threads than it may (every kernel thread runs its
+own matrix products, and the autoencoder objective runs blocks on threads of
+its own, see :mod:`skaecnn._objective`), :func:`blas_limit` lowers the
+process-wide BLAS setting for the duration: concurrent sections share the
+smallest limit any of them asks, and the last one to leave restores what the
+first one found, so that two threads transforming at once leave the limits as
+they were. Multi-threaded OpenBLAS parallelizes each GEMM with a barrier per
+panel; on a busy machine its threads stall on each other, which is why work
+split into blocks, each on its own thread with one BLAS thread, runs faster.
 """
 
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
+import numba
 from threadpoolctl import ThreadpoolController
 
 _controller = None
 _executor = None
 _executor_key = None
-# One parallel objective at a time: it owns the executor and the BLAS
-# thread setting while it runs.
+# One parallel objective at a time: it owns the executor while it runs.
 _parallel_lock = threading.Lock()
+# The BLAS limits of the sections now open (blas_limit), and the settings the
+# first of them found.
+_blas_lock = threading.Lock()
+_blas_requests = []
+_blas_found = None
 
 
 def _reset_after_fork():
-    # The parent's executor threads and a lock another thread held at the fork
-    # do not exist in the child.
-    global _executor, _executor_key, _parallel_lock
+    # The parent's executor threads, and locks or sections other threads held
+    # at the fork, do not exist in the child.
+    global _executor, _executor_key, _parallel_lock, _blas_lock, _blas_requests, _blas_found
     _executor = _executor_key = None
     _parallel_lock = threading.Lock()
+    _blas_lock = threading.Lock()
+    _blas_requests, _blas_found = [], None
 
 
 if hasattr(os, "register_at_fork"):
@@ -39,9 +60,93 @@ def _blas_controller():
     return _controller
 
 
-def blas_num_threads():
-    """Threads numpy's BLAS may use now (1 if no BLAS is known)."""
-    return max([lib.num_threads for lib in _blas_controller().lib_controllers], default=1)
+def _outer_blas_limit():
+    """The BLAS thread limit set outside this package's sections (None if no BLAS is known)."""
+    with _blas_lock:
+        found = _blas_found if _blas_requests else [
+            lib.num_threads for lib in _blas_controller().lib_controllers
+        ]
+    return min(found, default=None)
+
+
+def effective_threads(n_jobs):
+    """The number of threads an estimator with ``n_jobs`` uses now.
+
+    Parameters
+    ----------
+    n_jobs : int or None
+        None or -1: all cores (numba's thread pool, ``NUMBA_NUM_THREADS``);
+        ``-2`` all but one, and so on; a positive ``n``: ``n``.
+
+    Returns
+    -------
+    n_threads : int
+        That number, capped by numba's pool, by the calling thread's numba
+        thread count (``numba.set_num_threads``, thread-local) and by the BLAS
+        limit set around the call (``threadpoolctl.threadpool_limits``); at
+        least 1.
+    """
+    available = numba.config.NUMBA_NUM_THREADS
+    if n_jobs is None:
+        n = available
+    elif n_jobs < 0:
+        n = available + 1 + n_jobs
+    else:
+        n = n_jobs
+    limits = [available, numba.get_num_threads()]
+    outer = _outer_blas_limit()
+    if outer is not None:
+        limits.append(outer)
+    return max(1, min([n] + limits))
+
+
+def _set_blas(limit):
+    # Called with _blas_lock held; never above what the first section found.
+    for lib, found in zip(_blas_controller().lib_controllers, _blas_found):
+        lib.set_num_threads(min(found, limit))
+
+
+@contextmanager
+def blas_limit(n_threads):
+    """Context in which numpy's (and scipy's) BLAS uses at most ``n_threads``.
+
+    Concurrent sections share the smallest limit asked; the last to leave
+    restores the settings the first one found.
+    """
+    global _blas_found
+    n_threads = max(1, int(n_threads))
+    with _blas_lock:
+        if not _blas_requests:
+            _blas_found = [lib.num_threads for lib in _blas_controller().lib_controllers]
+        _blas_requests.append(n_threads)
+        _set_blas(min(_blas_requests))
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_requests.remove(n_threads)
+            if _blas_requests:
+                _set_blas(min(_blas_requests))
+            else:
+                for lib, found in zip(_blas_controller().lib_controllers, _blas_found):
+                    lib.set_num_threads(found)
+                _blas_found = None
+
+
+@contextmanager
+def threads(n_threads, blas_threads=None):
+    """Run numba's kernels on ``n_threads`` threads (in the calling thread) and
+    BLAS on at most ``blas_threads`` (default: the same number).
+
+    ``n_threads`` comes from :func:`effective_threads`: it never raises a limit.
+    """
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n_threads)
+    try:
+        with blas_limit(blas_threads or n_threads):
+            yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 def _get_executor(n_threads):
@@ -56,30 +161,33 @@ def _get_executor(n_threads):
 
 class parallel:
     """Context in which ``run(work, items)`` returns ``[work(i) for i in
-    items]``, computed by ``n_threads`` threads with single-threaded BLAS.
-    With one thread, on the calling thread and with nothing changed."""
+    items]``, computed by ``n_threads`` threads (with one thread, on the
+    calling thread), with single-threaded BLAS: the same sums in the same
+    order whatever the number of threads."""
 
     def __init__(self, n_threads):
         self.n_threads = max(1, int(n_threads))
 
     def __enter__(self):
+        self._limit = blas_limit(1)
         if self.n_threads == 1:
+            self._limit.__enter__()
             return self._run_here
         self._lock = _parallel_lock
         self._lock.acquire()
         try:
-            self._limiter = _blas_controller().limit(limits=1)
             self._executor = _get_executor(self.n_threads)
+            self._limit.__enter__()
         except BaseException:
             self._lock.release()
             raise
         return self._run_threads
 
     def __exit__(self, *exc_info):
-        if self.n_threads > 1:
-            try:
-                self._limiter.restore_original_limits()
-            finally:
+        try:
+            self._limit.__exit__(None, None, None)
+        finally:
+            if self.n_threads > 1:
                 self._lock.release()
         return False
 

@@ -9,6 +9,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._dask import lazy_on_dask
 from ._validation import Interval
+from ._folding import Fold
 
 
 class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
@@ -145,6 +146,11 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         U = self.eigenvectors_.astype(np.float64)
         coloring = (U * np.sqrt(self.eigenvalues_ + self.epsilon)) @ U.T
         return (X @ coloring.astype(X.dtype)) + self.mean_.astype(X.dtype)
+
+    def __skaecnn_fold__(self):
+        """``transform`` as an affine map, for :class:`ConvPoolTransformer` (see ``_folding``)."""
+        check_is_fitted(self)
+        return Fold(self.whitening_, -self.mean_ @ self.whitening_)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
