@@ -32,7 +32,15 @@ from numba import get_thread_id, njit, prange
 
 import numba
 
-from ._kernels import _BLOCK_BYTES, _MIN_BLOCK_ROWS, MAX, MEAN, SIGMOID, _extract, sigmoid
+from ._kernels import _BLOCK_BYTES, _MIN_BLOCK_ROWS, _extract, sigmoid
+
+#: The stages the backward pass differentiates, as the integer codes its
+#: kernels branch on; names are those of ``_kernels.ACTIVATIONS`` and
+#: ``_kernels.POOLINGS``.
+IDENTITY, SIGMOID = 0, 1
+MEAN, MAX, SUM = 0, 1, 2
+ACTIVATION_CODES = {"identity": IDENTITY, "sigmoid": SIGMOID}
+POOLING_CODES = {"mean": MEAN, "max": MAX, "sum": SUM}
 
 
 @njit(cache=True)

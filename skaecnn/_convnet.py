@@ -1,6 +1,7 @@
 """A convolutional network classifier: layers pretrained without labels, then trained end to end."""
 
 import copy
+import dataclasses
 import time
 import warnings
 from numbers import Integral, Real
@@ -17,20 +18,19 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from . import _kernels
 from ._autoencoder import SparseAutoencoderFeatures
-from ._backprop import ConvStage, Network, _log_softmax
-from ._convpool import ConvPoolTransformer, _pair, _threads, default_encoder
+from ._backprop import ACTIVATION_CODES, POOLING_CODES, ConvStage, Network, _log_softmax
+from ._convpool import ConvPoolTransformer, _pair, default_encoder
 from ._folding import FoldedEncoder
 from ._images import check_images, working_dtype
+from ._threads import effective_threads, threads
 from ._whitening import ZCAWhitening
 
 # Adam's moment decay rates and denominator guard (Kingma & Ba, 2015), and
 # the momentum of the "sgd" solver (UFLDL's minFuncSGD).
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
 _MOMENTUM = 0.9
-_ACTIVATIONS = {"identity": _kernels.IDENTITY, "sigmoid": _kernels.SIGMOID}
-_POOLINGS = {"mean": _kernels.MEAN, "max": _kernels.MAX, "sum": _kernels.SUM}
+_ACTIVATIONS, _POOLINGS = ACTIVATION_CODES, POOLING_CODES
 
 
 def default_layers(image_shape):
@@ -78,8 +78,8 @@ class _DefaultLayer:
 
 def _stage_of(layer, index, input_shape, dtype):
     """The :class:`ConvStage` of a fitted ConvPoolTransformer, or a ValueError saying why not."""
-    folded = layer._folded
-    if folded is None:
+    folded = layer.layer_.encoder
+    if not layer.layer_.folded:
         raise ValueError(
             f"layers[{index}] cannot be fine-tuned: its encoder "
             f"{layer.encoder_!r} does not fold into filters (the generic path "
@@ -105,11 +105,11 @@ def _stage_of(layer, index, input_shape, dtype):
 
 def _carry_filters(layer, stage):
     """``layer`` with the stage's trained filters and bias folded in (float64)."""
-    folded = layer._folded
-    layer._folded = FoldedEncoder(
+    folded = layer.layer_.encoder
+    layer.layer_ = dataclasses.replace(layer.layer_, encoder=FoldedEncoder(
         stage.weights.astype(np.float64), stage.bias.astype(np.float64), folded.activation,
         folded.normalize_epsilon, folded.n_outputs,
-    )
+    ))
     return layer
 
 
@@ -643,7 +643,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         y = self._check_targets(images, y)
         rng = check_random_state(self.random_state)
         classes = unique_labels(y)
-        with _threads(self.n_jobs, 1):
+        with threads(effective_threads(self.n_jobs), 1):
             # Split first: the validation images must not train the softmax's start.
             images, y, validation = self._split(images, y, rng)
             self._initialize(images, y, classes, rng)
@@ -703,7 +703,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         unknown = np.setdiff1d(np.unique(y), np.asarray(unique_labels(classes)))
         if len(unknown):
             raise ValueError(f"y holds labels {unknown!r} that are not in classes.")
-        with _threads(self.n_jobs, 1):
+        with threads(effective_threads(self.n_jobs), 1):
             if first:
                 self._initialize(images, y, unique_labels(classes), self._rng)
             self._fit_minibatch(images, y, self._rng, 1)
@@ -723,7 +723,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
 
     def _scores(self, X):
         images = self._check_images(X, reset=False)
-        with _threads(self.n_jobs, 1):
+        with threads(effective_threads(self.n_jobs), 1):
             return self._decision(images)
 
     def _predict_images(self, images):

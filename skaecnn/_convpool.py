@@ -125,7 +125,9 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         ``(h, w)`` or ``(h, w, c)`` of the images when ``X`` is 2-D
         ``(n, h*w*c)``; one entry may be -1, inferred from the width as in
         :func:`numpy.reshape` (``(1, -1)`` takes rows as 1-D signals). None
-        infers a square single-channel shape.
+        infers a square single-channel shape (rows of ``h x h`` RGBA images,
+        ``4 h^2`` values, would be read as ``2h x 2h`` grey images: pass
+        ``image_shape=(h, h, 4)`` for them).
     flatten : bool, default=True
         Return ``(n, ph*pw*k)`` rows; otherwise ``(n, ph, pw, k)`` maps, which a
         second ConvPoolTransformer takes as images with ``k`` channels.
@@ -152,6 +154,15 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         2 filters_[k].x + intercept_[k]`` for the (normalized) window ``x``.
     intercept_ : ndarray of shape (k,) or None
         The folded bias; None when the encoder cannot be folded.
+    layer_ : ConvPoolLayer
+        The fitted computation (window size, channels, the folded encoding or
+        ``encoder_``, activation, pooling) that :meth:`transform`,
+        :meth:`convolve`, the plots and :class:`ConvNetClassifier` share.
+    path_ : {"folded", "generic"}
+        Whether the encoder was folded into filters (fused kernel) or is
+        applied to extracted windows. A fold that does not reproduce
+        ``encoder_.transform`` on the fitted patches is not used: the
+        generic path is taken with a warning naming the step.
     output_shape_ : tuple of int
         ``(ph, pw, k)``, the pooled maps of one image.
     image_shape_ : tuple of int

@@ -41,6 +41,10 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Matching eigenvectors ``U``, one per column.
     whitening_ : ndarray of shape (`n_features_in_`, `n_features_in_`)
         The symmetric whitening matrix ``U diag(1/sqrt(s + epsilon)) U^T``.
+    epsilon_ : float
+        The ``epsilon`` the whitening was fitted with, which
+        :meth:`inverse_transform` undoes (setting ``epsilon`` after fit
+        changes neither).
     n_features_in_ : int
         Number of features seen during :meth:`fit`.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -103,6 +107,7 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.eigenvalues_ = s.astype(X.dtype)
         self.eigenvectors_ = U.astype(X.dtype)
         self.whitening_ = ((U / np.sqrt(s + self.epsilon)) @ U.T).astype(X.dtype)
+        self.epsilon_ = float(self.epsilon)
         return self
 
     @lazy_on_dask
@@ -124,7 +129,7 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return (X - self.mean_.astype(X.dtype)) @ self.whitening_.astype(X.dtype)
 
     def inverse_transform(self, X):
-        """Undo the whitening: ``X @ U diag(sqrt(s + epsilon)) U^T + mean_``.
+        """Undo the whitening: ``X @ U diag(sqrt(s + epsilon_)) U^T + mean_``.
 
         Parameters
         ----------
@@ -144,7 +149,7 @@ class ZCAWhitening(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 f"expecting {self.n_features_in_} features as input."
             )
         U = self.eigenvectors_.astype(np.float64)
-        coloring = (U * np.sqrt(self.eigenvalues_ + self.epsilon)) @ U.T
+        coloring = (U * np.sqrt(self.eigenvalues_ + self.epsilon_)) @ U.T
         return (X @ coloring.astype(X.dtype)) + self.mean_.astype(X.dtype)
 
     def __skaecnn_fold__(self):

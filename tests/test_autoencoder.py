@@ -2,6 +2,7 @@ import pickle
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skaecnn import PatchNormalizer, SparseAutoencoderFeatures, ZCAWhitening
@@ -130,6 +131,8 @@ def test_feature_names_out():
         ({"batch_size": 0}, "batch_size"),
         ({"learning_rate_init": 0.0}, "learning_rate_init"),
         ({"tol": -1.0}, "tol"),
+        ({"n_jobs": 0}, "n_jobs"),
+        ({"n_jobs": 1.5}, "n_jobs"),
     ],
 )
 def test_bad_parameters(params, match):
@@ -167,6 +170,33 @@ def test_zca_whitens_and_inverts():
     np.testing.assert_allclose(zca.inverse_transform(Xw), X, atol=1e-8)
     # ZCA is the whitening closest to the input: the result correlates with it.
     assert np.all(np.diag(np.corrcoef(Xw.T, X.T)[:5, 5:]) > 0)
+
+
+def test_zca_inverse_transform_uses_the_fitted_epsilon():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(300, 4)) @ rng.normal(size=(4, 4))
+    zca = ZCAWhitening(epsilon=0.5).fit(X)
+    Xw = zca.transform(X)
+    # epsilon > 0 shrinks, but the inverse of the fitted map still undoes it.
+    np.testing.assert_allclose(zca.inverse_transform(Xw), X, atol=1e-10)
+    zca.set_params(epsilon=1e-3)
+    assert zca.epsilon_ == 0.5
+    np.testing.assert_allclose(zca.inverse_transform(Xw), X, atol=1e-10)
+
+
+def test_lbfgs_abnormal_termination_warns(monkeypatch):
+    # A gradient pointing uphill: every line search fails (status 2), as a
+    # float32 objective's rounding can make it do near a minimum.
+    objective = SparseAutoencoderFeatures._objective
+
+    def uphill(self, theta, X, grad=None):
+        loss, g = objective(self, theta, X, grad)
+        return loss, -g
+
+    monkeypatch.setattr(SparseAutoencoderFeatures, "_objective", uphill)
+    sae = SparseAutoencoderFeatures(n_components=3, max_iter=50, random_state=0)
+    with pytest.warns(ConvergenceWarning, match=r"abnormally \(status=2\)"):
+        sae.fit(_bars(n=50))
 
 
 def test_patch_normalizer_rows():

@@ -22,14 +22,13 @@ from skaecnn import (
     SparseAutoencoderFeatures,
     ZCAWhitening,
 )
-from skaecnn import _kernels
+from skaecnn._backprop import ACTIVATION_CODES, POOLING_CODES
 from skaecnn._backprop import ConvStage, Network
 from skaecnn._convnet import _shift, default_layers
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
-POOLINGS = {"mean": _kernels.MEAN, "max": _kernels.MAX, "sum": _kernels.SUM}
-ACTIVATIONS = {"sigmoid": _kernels.SIGMOID, "identity": _kernels.IDENTITY}
+POOLINGS, ACTIVATIONS = POOLING_CODES, ACTIVATION_CODES
 
 
 def digits(n=300, dtype=np.float64):
@@ -138,7 +137,7 @@ def test_fine_tuning_beats_the_pretrained_start_and_moves_the_filters():
     features = pretrained.transform(X)
     top = make_pipeline(StandardScaler(), LogisticRegression(C=1 / (400 * alpha), tol=1e-10,
                                                              max_iter=5000)).fit(features, y)
-    decay = np.sum(top[-1].coef_**2) + np.sum(pretrained._folded.weights**2)
+    decay = np.sum(top[-1].coef_**2) + np.sum(pretrained.layer_.encoder.weights**2)
     start = log_loss(y, top.predict_proba(features)) + alpha / 2 * decay
     clf = ConvNetClassifier([pretrained], alpha=alpha, pretrain="keep", max_iter=30,
                             learning_rate_init=1e-2, random_state=0).fit(X, y)

@@ -1,4 +1,8 @@
+import gc
+import os
 import pickle
+import threading
+import time
 import tracemalloc
 
 import numpy as np
@@ -26,9 +30,9 @@ from skaecnn import (
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
-def reference(conv, images, pool=None):
+def reference(conv, images, pool=None, dtype=np.float64):
     """The definition: encoder_.transform on every window, then pooling."""
-    images = np.asarray(images, dtype=np.float64)
+    images = np.asarray(images, dtype=dtype)
     if images.ndim == 3:
         images = images[..., None]
     m = conv.patch_size
@@ -158,20 +162,49 @@ def test_chunking_does_not_change_the_result(batch_size):
     np.testing.assert_allclose(conv.transform(X), expected, atol=1e-12)
 
 
+def _rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def test_transform_memory_is_bounded():
     X = images(n=2000, h=28, w=28).astype(np.float32)
     conv = ConvPoolTransformer(
         sae(k=32), patch_size=5, n_patches=200, pool_size=2, batch_size=16, random_state=0
     ).fit(X)
     conv.transform(X[:16])  # compile outside the measurement
+    unpooled = X.shape[0] * 24 * 24 * 32 * 4
+    chunk = 16 * 24 * 24 * (25 + 32) * 4
     tracemalloc.start()
     F = conv.transform(X)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    unpooled = X.shape[0] * 24 * 24 * 32 * 4
-    chunk = 16 * 24 * 24 * (25 + 32) * 4
     assert peak < F.nbytes + 2 * chunk + 2**20
     assert peak < unpooled / 3
+    if not os.path.exists("/proc/self/statm"):
+        return
+    # What numba and BLAS allocate is invisible to tracemalloc: the resident
+    # size, sampled while transform runs, counts it too (kernel buffers of a
+    # few MiB per thread).
+    del F
+    gc.collect()
+    before, peak_rss, done = _rss(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak_rss[0] = max(peak_rss[0], _rss())
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        F = conv.transform(X)
+    finally:
+        done.set()
+        sampler.join()
+    peak_rss[0] = max(peak_rss[0], _rss())
+    assert peak_rss[0] - before < F.nbytes + 2 * chunk + 16 * 2**20
+    assert peak_rss[0] - before < unpooled / 3
 
 
 def test_two_layers_classify_digits():
@@ -192,7 +225,13 @@ def test_two_layers_classify_digits():
     fitted_second = model.steps[1][1]
     assert fitted_second.image_shape_ == (3, 3, 8)
     assert fitted_second.output_shape_ == (2, 2, 16)
-    assert model.score(X[1000:], y[1000:]) > 0.8
+    raw = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    raw.fit(X[:1000].reshape(1000, -1), y[:1000])
+    raw_score = raw.score(X[1000:].reshape(len(X) - 1000, -1), y[1000:])
+    # 64 features from two small layers against the 64 pixels on the same
+    # split: 0.88 against 0.93 as measured; layers passing on wrong maps
+    # (shapes, channels, pooling) fall far below.
+    assert model.score(X[1000:], y[1000:]) > raw_score - 0.07
 
 
 def test_grid_search_in_processes_and_pickle():

@@ -18,13 +18,19 @@ def _problem(decoder, n=20, d=7, k=5, seed=0):
 @pytest.mark.parametrize("decoder", ["sigmoid", "linear"])
 @pytest.mark.parametrize("alpha", [0.0, 1e-2])
 @pytest.mark.parametrize("beta", [0.0, 3.0])
-def test_gradient_matches_finite_differences(decoder, alpha, beta):
-    X, theta, k = _problem(decoder)
+@pytest.mark.parametrize(
+    "n, n_threads",
+    # One block; several blocks in several groups (1024 rows a block), on
+    # the calling thread and on two threads.
+    [(20, 1), (3000, 1), (3000, 2)],
+)
+def test_gradient_matches_finite_differences(decoder, alpha, beta, n, n_threads):
+    X, theta, k = _problem(decoder, n=n, d=4 if n > 1024 else 7, k=3 if n > 1024 else 5)
 
     def f(t):
-        return loss_and_gradient(t, X, k, alpha, 0.05, beta, decoder)[0]
+        return loss_and_gradient(t, X, k, alpha, 0.05, beta, decoder, n_threads=n_threads)[0]
 
-    _, grad = loss_and_gradient(theta, X, k, alpha, 0.05, beta, decoder)
+    _, grad = loss_and_gradient(theta, X, k, alpha, 0.05, beta, decoder, n_threads=n_threads)
     # Central differences: error O(h^2) ~ 1e-12 relative.
     h = 1e-6
     numeric = np.array(

@@ -1,0 +1,130 @@
+"""Threads are each estimator's parameter; limits set around a call are respected."""
+
+import threading
+
+import numba
+import numpy as np
+import pytest
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.pipeline import make_pipeline
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from skaecnn import ConvPoolTransformer, SparseAutoencoderFeatures
+from skaecnn._threads import blas_limit, effective_threads
+
+from test_convpool import images, reference
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def _blas_threads():
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_effective_threads_follows_n_jobs_and_never_raises_a_limit():
+    cores = numba.config.NUMBA_NUM_THREADS
+    assert effective_threads(None) == effective_threads(-1) == min(cores, *_blas_threads())
+    assert effective_threads(1) == 1
+    assert effective_threads(-cores - 5) == 1
+    with threadpool_limits(1):
+        assert effective_threads(None) == effective_threads(4) == 1
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        assert effective_threads(None) == 1
+    finally:
+        numba.set_num_threads(previous)
+
+
+def test_blas_limit_sections_restore_what_they_found_in_any_order():
+    before = _blas_threads()
+    first, second = blas_limit(1), blas_limit(2)
+    first.__enter__()
+    second.__enter__()
+    assert _blas_threads() == [1] * len(before)
+    first.__exit__(None, None, None)  # leaves before the section opened after it
+    assert _blas_threads() == [min(2, n) for n in before]
+    second.__exit__(None, None, None)
+    assert _blas_threads() == before
+
+
+def _record_limits(seen):
+    def encode(X):
+        seen.append((_blas_threads(), numba.get_num_threads()))
+        return X[:, :3] * 2.0
+
+    return FunctionTransformer(encode)
+
+
+@pytest.mark.parametrize("n_jobs", [None, 1, 2])
+def test_generic_path_runs_under_n_jobs_and_an_outer_limit(n_jobs):
+    seen = []
+    X = images(n=4, h=6, w=6)
+    conv = ConvPoolTransformer(_record_limits(seen), patch_size=3, n_patches=20, n_jobs=n_jobs)
+    conv.fit(X)
+    with threadpool_limits(1):
+        seen.clear()
+        conv.transform(X)
+        assert all(blas == [1] * len(blas) and n == 1 for blas, n in seen)
+        assert _blas_threads() == [1] * len(_blas_threads())
+    expected = effective_threads(n_jobs)
+    seen.clear()
+    conv.transform(X)
+    assert all(max(blas) <= expected and n == expected for blas, n in seen)
+
+
+def test_autoencoder_n_jobs_sets_its_objective_threads(monkeypatch):
+    from skaecnn import _autoencoder
+
+    asked = []
+    objective = _autoencoder.loss_and_gradient
+
+    def spy(*args, n_threads, **kwargs):
+        asked.append(n_threads)
+        return objective(*args, n_threads=n_threads, **kwargs)
+
+    monkeypatch.setattr(_autoencoder, "loss_and_gradient", spy)
+    X = np.random.RandomState(0).uniform(size=(600, 9))
+    SparseAutoencoderFeatures(3, max_iter=2, n_jobs=1).fit(X)
+    assert set(asked) == {1}
+    asked.clear()
+    with threadpool_limits(1):
+        SparseAutoencoderFeatures(3, max_iter=2, n_jobs=2).fit(X)
+    assert set(asked) == {1}
+    asked.clear()
+    SparseAutoencoderFeatures(3, max_iter=2, n_jobs=-1).fit(X)
+    assert set(asked) == {effective_threads(None)}
+
+
+@pytest.mark.parametrize("encoder", ["folded", "generic"])
+def test_two_threads_transforming_at_once(encoder):
+    X = images(n=40, h=12, w=12, c=2)
+    enc = SparseAutoencoderFeatures(4, max_iter=5, random_state=0)
+    if encoder == "generic":
+        enc = make_pipeline(FunctionTransformer(), enc)
+    conv = ConvPoolTransformer(enc, patch_size=3, n_patches=200, batch_size=3, n_jobs=2,
+                               random_state=0).fit(X)
+    assert conv.path_ == encoder
+    expected = reference(conv, X).reshape(len(X), -1)
+    results, errors = {}, []
+    numba_threads = numba.get_num_threads()
+    with threadpool_limits(1):
+        outer = _blas_threads()
+
+        def work(i):
+            try:
+                results[i] = [conv.transform(X) for _ in range(3)]
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+
+        workers = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        assert not errors
+        assert _blas_threads() == outer == [1] * len(outer)
+    assert numba.get_num_threads() == numba_threads
+    for outputs in results.values():
+        for F in outputs:
+            np.testing.assert_allclose(F, expected, rtol=1e-10, atol=1e-10)
