@@ -125,9 +125,9 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         ``(h, w)`` or ``(h, w, c)`` of the images when ``X`` is 2-D
         ``(n, h*w*c)``; one entry may be -1, inferred from the width as in
         :func:`numpy.reshape` (``(1, -1)`` takes rows as 1-D signals). None
-        infers a square single-channel shape (rows of ``h x h`` RGBA images,
-        ``4 h^2`` values, would be read as ``2h x 2h`` grey images: pass
-        ``image_shape=(h, h, 4)`` for them).
+        infers a square single-channel shape; rows that look like ``h x h``
+        RGBA images (as many values as ``2h x 2h`` grey ones, every fourth
+        value constant like an alpha channel) are refused, naming both shapes.
     flatten : bool, default=True
         Return ``(n, ph*pw*k)`` rows; otherwise ``(n, ph, pw, k)`` maps, which a
         second ConvPoolTransformer takes as images with ``k`` channels.

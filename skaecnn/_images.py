@@ -47,6 +47,25 @@ def _check_shape_param(image_shape, n_features=None):
     return shape if len(shape) == 3 else shape + (1,)
 
 
+# Rows looked at to tell RGBA rows from grey ones: enough to see the alpha
+# channel vary in any real grey data, few enough to cost nothing.
+_RGBA_CHECK_ROWS = 64
+
+
+def _looks_like_rgba(X):
+    """Whether rows of ``4 h^2`` values look like ``h x h`` RGBA images.
+
+    ``(2h)^2 = 4 h^2``: an ``h x h`` RGBA image has as many values as a
+    ``2h x 2h`` grey one (an RGB square, ``3 h^2``, is never a square number).
+    RGBA rows have a constant alpha channel, every fourth value from the
+    fourth; in grey images those values are pixels of every row and column
+    pair, which vary wherever the rest does.
+    """
+    rows = X[:_RGBA_CHECK_ROWS]
+    alpha = rows[:, 3::4]
+    return bool(np.all(alpha == alpha.flat[0]) and not np.all(rows == rows.flat[0]))
+
+
 def check_images(X, image_shape=None):
     """Validate ``X`` and return it as an (n, h, w, c) array (a view when possible).
 
@@ -107,6 +126,14 @@ def check_images(X, image_shape=None):
                     f"Cannot infer image_shape from {width} features (not a square "
                     "single-channel image); pass image_shape=(height, width) or "
                     "(height, width, channels)."
+                )
+            if side % 2 == 0 and _looks_like_rgba(X):
+                raise ValueError(
+                    f"Cannot infer image_shape from {width} features: every fourth value "
+                    "is the same in every row, as in the alpha channel of RGBA images, "
+                    f"so these may be {side // 2} x {side // 2} RGBA images rather than "
+                    f"{side} x {side} grey ones; pass image_shape=({side // 2}, "
+                    f"{side // 2}, 4) or ({side}, {side})."
                 )
             shape = (side, side, 1)
         else:

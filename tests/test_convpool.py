@@ -292,6 +292,8 @@ def test_verbose_reports_fit_and_transform(capsys):
         ({"image_shape": (-1, -1)}, images().reshape(12, -1), "image_shape"),
         ({"image_shape": (-1, 7)}, images().reshape(12, -1), "cannot hold rows of 110"),
         ({}, images().reshape(12, -1), "Cannot infer image_shape from 110"),
+        ({}, np.concatenate([images(h=4, w=4, c=3), np.ones((12, 4, 4, 1))], axis=3)
+         .reshape(12, -1), r"4 x 4 RGBA images rather than 8 x 8 grey"),
         ({}, np.ones(5), "1-D"),
         ({}, np.ones((2, 3, 4, 5, 6)), "5-D"),
         ({}, np.empty((0, 5, 5)), "0 sample"),
