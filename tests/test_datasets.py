@@ -205,6 +205,14 @@ def test_mnist_not_gzip(tmp_path):
         load_mnist(tmp_path)
 
 
+def test_mnist_huge_header_shape(tmp_path):
+    header = struct.pack(">HBB", 0, 8, 3) + struct.pack(">3I", 2**32 - 1, 2**32 - 1, 28)
+    write_mnist(tmp_path, n=4)
+    write_file(tmp_path / "train-images-idx3-ubyte", header + bytes(10))
+    with pytest.raises(ValueError, match="header announcing shape .* corrupt"):
+        load_mnist(tmp_path)
+
+
 def test_mnist_count_mismatch(tmp_path):
     write_mnist(tmp_path)
     (tmp_path / "train-labels-idx1-ubyte").write_bytes(idx_bytes(random_labels(3)))
@@ -536,28 +544,65 @@ def test_image_folder_with_classes(tmp_path):
     assert images.shape == (3, 6, 5) and target.shape == (3,)
 
 
-def test_image_folder_flat_mixed_colour_and_sizes(tmp_path):
+def test_image_folder_flat_mixed_colour(tmp_path):
     rng = np.random.RandomState(1)
-    gray = rng.randint(0, 256, size=(8, 7), dtype=np.uint8)
-    rgb = rng.randint(0, 256, size=(6, 9, 3), dtype=np.uint8)
+    gray = rng.randint(0, 256, size=(6, 7), dtype=np.uint8)
+    rgb = rng.randint(0, 256, size=(6, 7, 3), dtype=np.uint8)
     _save_png(tmp_path / "a.png", gray)
     _save_png(tmp_path / "b.png", rgb)
     data = load_image_folder(tmp_path)
     assert data.target is None and data.target_names is None
     assert data.images.shape == (2, 6, 7, 3)
-    # Centre crops; the gray image is repeated over the three channels.
-    np.testing.assert_allclose(data.images[0, ..., 1], gray[1:7] / 255.0)
-    np.testing.assert_allclose(data.images[1], rgb[:, 1:8] / 255.0)
+    # The gray image is repeated over the three channels.
+    np.testing.assert_allclose(data.images[0, ..., 1], gray / 255.0)
+    np.testing.assert_allclose(data.images[1], rgb / 255.0)
     gray_data = load_image_folder(tmp_path, as_gray=True)
     assert gray_data.images.shape == (2, 6, 7)
     np.testing.assert_allclose(
-        gray_data.images[1], rgb[:, 1:8] @ np.array([0.299, 0.587, 0.114]) / 255.0
+        gray_data.images[1], rgb @ np.array([0.299, 0.587, 0.114]) / 255.0
     )
+
+
+def test_image_folder_mixed_sizes_name_two_files(tmp_path):
+    rng = np.random.RandomState(2)
+    for i in range(3):
+        _save_png(tmp_path / f"{i}.png", rng.randint(0, 256, size=(8, 8), dtype=np.uint8))
+    _save_png(tmp_path / "small.png", rng.randint(0, 256, size=(2, 2), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"0.png'? is 8 x 8 but .*small.png'? is 2 x 2"):
+        load_image_folder(tmp_path)
+
+
+def test_image_folder_ignores_hidden_entries(tmp_path):
+    image = np.random.RandomState(3).randint(0, 256, size=(4, 4), dtype=np.uint8)
+    for cls in ("cat", "dog"):
+        _save_png(tmp_path / cls / "a.png", image)
+    _save_png(tmp_path / ".ipynb_checkpoints" / "a-checkpoint.png", image)
+    _save_png(tmp_path / "cat" / ".hidden.png", image)
+    data = load_image_folder(tmp_path)
+    assert list(data.target_names) == ["cat", "dog"]
+    assert len(data.images) == 2
+    # A flat folder with a hidden folder stays a flat folder.
+    flat = tmp_path / "cat"
+    (flat / ".ipynb_checkpoints").mkdir()
+    data = load_image_folder(flat)
+    assert data.target is None and len(data.images) == 1
+
+
+def test_image_folder_images_beside_subfolders_is_an_error(tmp_path):
+    image = np.zeros((4, 4), dtype=np.uint8)
+    _save_png(tmp_path / "a.png", image)
+    _save_png(tmp_path / "thumbs" / "a.png", image)
+    with pytest.raises(ValueError, match="both images .*'a.png'.* and subfolders .*'thumbs'"):
+        load_image_folder(tmp_path)
 
 
 def test_image_folder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_image_folder(tmp_path / "missing")
+    (tmp_path / "file.png").write_bytes(b"")
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+        load_image_folder(tmp_path / "file.png")
+    (tmp_path / "file.png").unlink()
     with pytest.raises(ValueError, match="holds no .png"):
         load_image_folder(tmp_path)
     (tmp_path / "broken.png").write_bytes(b"not a png")

@@ -30,10 +30,17 @@ def _existing_dir(path, *subdirs):
 
     Raises
     ------
+    NotADirectoryError
+        If ``path`` is a file.
     FileNotFoundError
-        If ``path`` is not an existing folder.
+        If ``path`` does not exist.
     """
     path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(
+            f"data folder {str(path)!r} is a file, not a folder: pass the folder "
+            "holding the data files"
+        )
     if not path.is_dir():
         raise FileNotFoundError(f"data folder {str(path)!r} does not exist")
     for subdir in subdirs:

@@ -26,9 +26,16 @@ def _read(path, as_gray):
     return image
 
 
-def _center_crop(image, h, w):
-    top, left = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
-    return image[top : top + h, left : left + w]
+def _visible(folder):
+    """Entries of ``folder``, without hidden ones (``.ipynb_checkpoints``, dotfiles)."""
+    return (p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _images_in(folder):
+    """The PNG/JPEG files directly in ``folder``, sorted."""
+    return sorted(
+        p for p in _visible(folder) if p.is_file() and p.suffix.lower() in _SUFFIXES
+    )
 
 
 def load_image_folder(path, *, as_gray=False, return_X_y=False):
@@ -36,7 +43,11 @@ def load_image_folder(path, *, as_gray=False, return_X_y=False):
 
     With subfolders, each one is a class (its name in ``target_names``) and
     its images are that class's samples, as in torchvision's ``ImageFolder``;
-    without, the images of ``path`` itself are loaded with no target.
+    without, the images of ``path`` itself are loaded with no target. Hidden
+    files and folders (names starting with ``.``, such as
+    ``.ipynb_checkpoints``) are ignored. A folder holding both images and
+    subfolders is refused rather than silently dropping either; images inside
+    class subfolders' own subfolders are not read.
 
     Parameters
     ----------
@@ -54,8 +65,7 @@ def load_image_folder(path, *, as_gray=False, return_X_y=False):
         Dictionary-like object with attributes:
 
         images : ndarray of shape (n, h, w) or (n, h, w, 3), float64 in [0, 1]
-            Images of different sizes are centre-cropped to the smallest
-            height and width among them.
+            All images must have the same height and width.
         target : ndarray of shape (n,) or None
             Class index of each image; None without subfolders.
         target_names : ndarray of str or None
@@ -71,9 +81,12 @@ def load_image_folder(path, *, as_gray=False, return_X_y=False):
     Raises
     ------
     FileNotFoundError
-        If ``path`` is not a folder.
+        If ``path`` does not exist.
+    NotADirectoryError
+        If ``path`` is a file.
     ValueError
-        If it holds no PNG/JPEG image, or an image cannot be read.
+        If it holds no PNG/JPEG image, holds both images and subfolders, an
+        image cannot be read, or two images differ in size.
 
     See Also
     --------
@@ -87,11 +100,18 @@ def load_image_folder(path, *, as_gray=False, return_X_y=False):
     (12, 427, 640)
     """
     folder = _existing_dir(path)
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    sources = [(c, folder / c) for c in classes] if classes else [(None, folder)]
+    classes = sorted(p.name for p in _visible(folder) if p.is_dir())
+    top_images = _images_in(folder)
+    if classes and top_images:
+        raise ValueError(
+            f"folder {str(folder)!r} holds both images ({top_images[0].name!r}, ...) "
+            f"and subfolders ({classes[0]!r}, ...): put every image in a class "
+            "subfolder, or move the subfolders out for an unlabelled folder"
+        )
+    sources = [folder / c for c in classes] if classes else [folder]
     files, target = [], []
-    for label, directory in enumerate(d for _, d in sources):
-        found = sorted(p for p in directory.iterdir() if p.suffix.lower() in _SUFFIXES)
+    for label, directory in enumerate(sources):
+        found = _images_in(directory)
         files += found
         target += [label] * len(found)
     if not files:
@@ -102,9 +122,14 @@ def load_image_folder(path, *, as_gray=False, return_X_y=False):
     images = [_read(f, as_gray) for f in files]
     if any(im.ndim == 3 for im in images):
         images = [im if im.ndim == 3 else np.repeat(im[..., None], 3, axis=2) for im in images]
-    h = min(im.shape[0] for im in images)
-    w = min(im.shape[1] for im in images)
-    images = np.stack([_center_crop(im, h, w) for im in images])
+    sizes = [im.shape[:2] for im in images]
+    for f, size in zip(files, sizes):
+        if size != sizes[0]:
+            raise ValueError(
+                f"images must all have the same size: {str(files[0])!r} is "
+                f"{sizes[0][0]} x {sizes[0][1]} but {str(f)!r} is {size[0]} x {size[1]}"
+            )
+    images = np.stack(images)
     bunch = _result(
         images,
         np.array(target) if classes else None,

@@ -37,6 +37,8 @@ _FILES = {
 
 # IDX type code of unsigned bytes, the only one MNIST uses.
 _UBYTE = 0x08
+# Far above MNIST's 47 MB: only a corrupt header claims more.
+_MAX_BYTES = 2**34
 
 
 def _idx_path(folder, name):
@@ -78,12 +80,20 @@ def _read_idx(path, ndim):
             if len(header) < 4 * ndim:
                 raise ValueError(f"{str(path)!r} is truncated inside its header")
             shape = tuple(int(d) for d in np.frombuffer(header, dtype=">u4"))
+            expected = int(np.prod(shape, dtype=object))
+            # Checked before reading: a corrupt header must not make us read
+            # (or allocate) the size it claims.
+            if expected > _MAX_BYTES:
+                raise ValueError(
+                    f"{str(path)!r} has a header announcing shape {shape}, that is "
+                    f"{expected} bytes, more than any MNIST-style file holds: the "
+                    "file is corrupt or is not an IDX file"
+                )
             # A bytearray keeps the returned array writable without a copy.
             data = bytearray(f.read())
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         # Truncated or damaged gzip streams land here.
         raise ValueError(f"cannot read {str(path)!r}: {exc}") from exc
-    expected = int(np.prod(shape))
     if len(data) != expected:
         raise ValueError(
             f"{str(path)!r} holds {len(data)} data bytes, but its header "
