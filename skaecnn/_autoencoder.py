@@ -26,9 +26,22 @@ from ._validation import Interval
 
 # Adam's moment decay rates and denominator guard (Kingma & Ba, 2015).
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
-# The adam solver stops once the epoch loss has not improved by ``tol`` for
-# this many epochs, as scikit-learn's MLP does by default.
+# Both solvers stop once the loss has not improved by ``tol`` for this many
+# iterations (epochs), as scikit-learn's MLP does by default.
 _N_ITER_NO_CHANGE = 10
+
+
+class _Plateau:
+    """Counts consecutive iterations that improved the best loss by less than ``tol``."""
+
+    def __init__(self, tol):
+        self.tol, self.best, self.count = tol, np.inf, 0
+
+    def reached(self, loss):
+        """Record ``loss``; True once ``_N_ITER_NO_CHANGE`` iterations in a row stalled."""
+        self.count = self.count + 1 if loss > self.best - self.tol else 0
+        self.best = min(self.best, loss)
+        return self.count >= _N_ITER_NO_CHANGE
 
 
 class SparseAutoencoderFeatures(
@@ -74,9 +87,11 @@ class SparseAutoencoderFeatures(
     max_iter : int, default=400
         Iterations of L-BFGS, or epochs of Adam.
     tol : float, default=1e-5
-        L-BFGS stops when the largest gradient component falls below ``tol``
-        (or its relative objective change stalls). Adam stops when the epoch
-        loss has not improved by ``tol`` for 10 consecutive epochs.
+        Both solvers stop when the loss has not improved by at least ``tol``
+        for 10 consecutive iterations (epochs for Adam), as scikit-learn's
+        MLP does; L-BFGS also stops when the largest gradient component falls
+        below ``tol`` (or its relative objective change stalls). Reaching
+        ``max_iter`` first raises a ``ConvergenceWarning``.
     batch_size : int, default=256
         Minibatch size of the ``"adam"`` solver.
     learning_rate_init : float, default=1e-3
@@ -290,6 +305,7 @@ class SparseAutoencoderFeatures(
 
     def _fit_lbfgs(self, theta, X, start):
         grad = np.empty_like(theta)
+        plateau = _Plateau(self.tol)
 
         def fun(theta64):
             # L-BFGS-B works in float64; the objective runs in X's dtype.
@@ -301,6 +317,8 @@ class SparseAutoencoderFeatures(
             it = len(self.loss_curve_)
             if self.verbose and it % 10 == 0:
                 self._report(it, self.loss_curve_[-1], start)
+            if plateau.reached(self.loss_curve_[-1]):
+                raise StopIteration  # scipy ends the run, keeping this iterate
 
         result = minimize(
             fun,
@@ -312,14 +330,16 @@ class SparseAutoencoderFeatures(
         )
         self.n_iter_ = int(result.nit)
         # As scikit-learn's _check_optimize_result: any abnormal termination
-        # (status 2, e.g. a line search failing in float32) is reported too.
-        if result.status == 1:
+        # (status 2, e.g. a line search failing in float32) is reported too;
+        # the plateau rule's own stop (scipy's status 99) is convergence.
+        stalled = plateau.count >= _N_ITER_NO_CHANGE
+        if result.status == 1 and not stalled:
             warnings.warn(
                 f"L-BFGS did not converge in max_iter={self.max_iter} iterations; "
                 "increase max_iter.",
                 ConvergenceWarning,
             )
-        elif result.status != 0:
+        elif result.status != 0 and not stalled:
             warnings.warn(
                 f"L-BFGS stopped abnormally (status={result.status}): {result.message} "
                 "The weights are those of the last accepted step; scaling the data, "
@@ -329,18 +349,13 @@ class SparseAutoencoderFeatures(
         return result.x.astype(X.dtype)
 
     def _fit_adam(self, theta, X, rng, start):
-        best, stall = np.inf, 0
+        plateau = _Plateau(self.tol)
         for epoch in range(1, self.max_iter + 1):
             theta, epoch_loss = self._adam_epoch(theta, X, rng)
             self.loss_curve_.append(epoch_loss)
             if self.verbose:
                 self._report(epoch, epoch_loss, start)
-            if epoch_loss > best - self.tol:
-                stall += 1
-            else:
-                stall = 0
-            best = min(best, epoch_loss)
-            if stall >= _N_ITER_NO_CHANGE:
+            if plateau.reached(epoch_loss):
                 break
         else:
             warnings.warn(

@@ -1,8 +1,11 @@
 """Parameter validation: scikit-learn's constraints, errors and skip switch."""
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn import config_context
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import check_param_validation
 
@@ -101,3 +104,18 @@ def test_skip_parameter_validation_is_honoured():
         KMeansTriangleFeatures(n_components=2, verbose=False, tol=INF, random_state=0).fit(X)
     with pytest.raises(InvalidParameterError):
         ZCAWhitening(epsilon=INF).fit(X)
+
+
+def test_lbfgs_stops_on_a_loss_plateau_without_warning():
+    # The gradient criterion alone needs ~176 iterations here; the plateau rule
+    # (no improvement by tol for 10 iterations, as scikit-learn's MLP) ends it
+    # earlier, as converged.
+    X = np.random.RandomState(0).uniform(size=(300, 16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        sae = SparseAutoencoderFeatures(
+            n_components=8, max_iter=150, tol=1e-4, random_state=0
+        ).fit(X)
+    assert sae.n_iter_ < 150
+    gains = -np.diff(np.minimum.accumulate(sae.loss_curve_))
+    assert np.all(gains[-10:] < 1e-4) and gains[-11] >= 1e-4
