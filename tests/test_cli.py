@@ -45,7 +45,9 @@ def test_mnist_files_split_the_test_set_when_alone(tmp_path, capsys):
     images = np.zeros((40, 12, 12), dtype=np.uint8)
     images[labels == 0, 2:10, 5:7] = 255  # vertical bars
     images[labels == 1, 5:7, 2:10] = 255  # horizontal bars
-    images = images + rng.randint(0, 30, size=images.shape).astype(np.uint8)
+    # Noise added in int and clipped: added to 255 in uint8 it would wrap around.
+    noise = rng.randint(0, 30, size=images.shape)
+    images = np.minimum(images + noise, 255).astype(np.uint8)
     perm = rng.permutation(40)
     _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images[perm])
     _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels[perm])
