@@ -5,7 +5,7 @@ the patch rows ``P`` of every window a pooling region uses (optionally each
 brightness/contrast normalized), responses ``Z = P @ W.T + b``, activations
 ``A = act(Z)``, pooled over non-overlapping regions. Training needs, per
 image, the activations of every position (the sigmoid's derivative is
-``A (1 - A)``) and, for max pooling, which position won each region: the
+``A (1 - A)``, the ReLU's is 1 where ``A > 0``) and, for max pooling, which position won each region: the
 forward kernel keeps both for one minibatch (memory grows with the batch,
 not with the data set). The patch rows are cheap to extract again, so the
 backward kernel recomputes them block by block instead of storing them.
@@ -37,9 +37,9 @@ from ._kernels import _BLOCK_BYTES, _MIN_BLOCK_ROWS, _extract, sigmoid
 #: The stages the backward pass differentiates, as the integer codes its
 #: kernels branch on; names are those of ``_kernels.ACTIVATIONS`` and
 #: ``_kernels.POOLINGS``.
-IDENTITY, SIGMOID = 0, 1
+IDENTITY, SIGMOID, RELU = 0, 1, 2
 MEAN, MAX, SUM = 0, 1, 2
-ACTIVATION_CODES = {"identity": IDENTITY, "sigmoid": SIGMOID}
+ACTIVATION_CODES = {"identity": IDENTITY, "sigmoid": SIGMOID, "relu": RELU}
 POOLING_CODES = {"mean": MEAN, "max": MAX, "sum": SUM}
 
 
@@ -56,6 +56,9 @@ def _activate(Z, bias, activation):
         if activation == SIGMOID:
             for t in range(z.shape[0]):
                 z[t] = sigmoid(z[t] + bias[t])
+        elif activation == RELU:
+            for t in range(z.shape[0]):
+                z[t] = max(z[t] + bias[t], 0.0)
         else:
             for t in range(z.shape[0]):
                 z[t] += bias[t]
@@ -135,6 +138,11 @@ def _errors(A, start, n_cols, pool_h, pool_w, pooling, activation, argmax, d_out
             a = A[r]
             for t in range(k):
                 e[t] *= a[t] * (1.0 - a[t])
+        elif activation == RELU:
+            a = A[r]
+            for t in range(k):
+                if a[t] <= 0.0:
+                    e[t] = 0.0
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")

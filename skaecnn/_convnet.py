@@ -91,6 +91,12 @@ def _stage_of(layer, index, input_shape, dtype):
             f"{folded.activation!r} (k-means triangle features are not "
             f"differentiated); fine-tuning supports {sorted(_ACTIVATIONS)}."
         )
+    if layer.layer_.stride != layer.layer_.pool_size:
+        raise ValueError(
+            f"layers[{index}] cannot be fine-tuned: its pooling regions overlap or "
+            f"leave gaps (pool_stride={layer.pool_stride!r}, pool_size="
+            f"{layer.pool_size!r}); fine-tuning pools regions that tile the map."
+        )
     if tuple(input_shape) != tuple(layer.image_shape_):
         raise ValueError(
             f"layers[{index}] was fitted on inputs of shape {layer.image_shape_}, "
@@ -143,8 +149,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
     squared norm of all weights (filters and fully connected weights; biases
     are not decayed). Each layer is trained as the folded computation its
     :class:`ConvPoolTransformer` runs: filters and bias in image space
-    (``filters_``, ``intercept_``), its activation (sigmoid or identity), its
-    pooling. A leading :class:`PatchNormalizer` normalizes every window in
+    (``filters_``, ``intercept_``), its activation (sigmoid, identity, or the
+    ReLU of the ``"soft"`` and ``"split"`` encodings), its pooling. A leading :class:`PatchNormalizer` normalizes every window in
     the kernel; on a layer above the first the normalization is
     differentiated like the rest.
 
@@ -156,9 +162,10 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         least 20 pixels a side (5 x 5 filters, k=64, mean pooling 2; then
         3 x 3, k=128, mean pooling 2), otherwise one (3 x 3, k=100, mean
         pooling 3); see :func:`skaecnn._convnet.default_layers`. The encoders
-        must fold into filters with a sigmoid or identity activation
-        (k-means triangle layers cannot be fine-tuned), optionally after a
-        leading :class:`PatchNormalizer`.
+        must fold into filters with a sigmoid or identity activation, or
+        ``activation="soft"`` or ``"split"`` (k-means triangle layers cannot
+        be fine-tuned), optionally after a leading :class:`PatchNormalizer`,
+        and pool regions that tile the map (``pool_stride=None``).
     hidden_layer_sizes : tuple of int, default=()
         Fully connected ReLU layers between the last pooled maps and the
         softmax, as in :class:`~sklearn.neural_network.MLPClassifier`.

@@ -25,6 +25,12 @@ filters like any affine encoder, and whose ``||x'||^2`` is the squared norm of
 :data:`skaecnn._kernels.ACTIVATIONS`) gets extra filters ``M.T`` (bias ``v``)
 computing ``x'`` in the same matrix product, or, with no affine step before
 it, reads the window itself.
+
+Encodings (:data:`ENCODINGS`, Coates & Ng 2011) replace the last step's
+activation: they threshold its responses ``z`` (the activation's input, or
+for k-means the responses of the unit-length centroids) as ``max(0, L(z) -
+alpha)`` for a linear ``L``. ``L`` and ``- alpha`` fold into the filters and
+bias like one more affine step, and the kernel applies a ReLU.
 """
 
 from dataclasses import dataclass
@@ -37,6 +43,21 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
 
 from ._kernels import ACTIVATIONS
+
+
+def _split(z):
+    return np.concatenate([z, -z], axis=-1)
+
+
+#: Encodings of an encoder's ``k`` responses ``z``: ``max(0, L(z) - alpha)``,
+#: where ``L`` (the entry, a linear map of the last axis) gives the outputs.
+#: ``"soft"``: the soft threshold ``max(0, z - alpha)``; ``"split"``: the
+#: polarity split ``[max(0, z - alpha), max(0, -z - alpha)]``, ``2k``
+#: outputs. Adding one is one entry here.
+ENCODINGS = {
+    "soft": lambda z: z,
+    "split": _split,
+}
 
 
 @dataclass(frozen=True)
@@ -53,7 +74,7 @@ class Fold:
         None: zero.
     activation : str, default="identity"
         A key of :data:`skaecnn._kernels.ACTIVATIONS` (``"identity"``,
-        ``"sigmoid"``, ``"triangle"``); only the last step of an encoder may
+        ``"sigmoid"``, ``"triangle"``, ``"relu"``); only the last step of an encoder may
         have another activation than ``"identity"``.
     normalize_epsilon : float or None, default=None
         The step first normalizes each row ``x`` to ``(x - mean(x)) /
@@ -109,6 +130,23 @@ class FoldedEncoder:
     def intercept(self):
         """The bias of the ``k`` outputs (triangle: ``||c_k||^2 - 2 v.c_k``)."""
         return self.bias[: self.n_outputs]
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """The encoding ``max(0, L(z) - alpha)`` of :data:`ENCODINGS` ``[name]``."""
+
+    name: str
+    alpha: float
+
+    def apply(self, z):
+        """The encoded responses ``z`` (n, k)."""
+        return np.maximum(ENCODINGS[self.name](z) - self.alpha, 0.0)
+
+    def fold(self, k):
+        """The encoding of ``k`` responses as a :class:`Fold` (relu activation)."""
+        L = ENCODINGS[self.name]
+        return Fold(L(np.eye(k)), L(np.zeros(k)) - self.alpha, "relu")
 
 
 @singledispatch
@@ -187,6 +225,43 @@ def _(step: BernoulliRBM):
     return Fold(step.components_.T, step.intercept_hidden_, "sigmoid")
 
 
+def _responses(fold):
+    """The affine part of ``fold`` whose outputs an :class:`Encoding` thresholds."""
+    responses = ACTIVATIONS[fold.activation].responses
+    matrix, offset = (fold.matrix, fold.offset) if responses is None else responses(
+        fold.matrix, fold.offset
+    )
+    return Fold(matrix, offset, "identity", fold.normalize_epsilon)
+
+
+@dataclass(frozen=True)
+class EncodedResponses:
+    """A fitted encoder whose last step's activation is replaced by ``encoding``.
+
+    Its :meth:`transform` is the definition that the fold reproduces and that
+    the generic path applies: the steps before the last as they transform,
+    then the last step's responses (its activation's input, see
+    :data:`skaecnn._kernels.ACTIVATIONS`; the outputs of a last step without
+    a fold), then the encoding.
+    """
+
+    encoder: object
+    encoding: Encoding
+
+    def transform(self, X):
+        *prefix, (_, last) = encoder_steps(self.encoder)
+        for _, step in prefix:
+            X = step.transform(X)
+        fold = fold_step(last)
+        if fold is None or fold.normalize_epsilon is not None:
+            z = last.transform(X)
+        else:
+            X = np.asarray(X)
+            M, v = _compose(None, _responses(fold), X.shape[1])
+            z = X @ M + v
+        return self.encoding.apply(np.asarray(z))
+
+
 def encoder_steps(encoder):
     """``(name, step)`` of a (possibly nested) Pipeline, passthrough steps dropped."""
     if not isinstance(encoder, Pipeline):
@@ -211,7 +286,7 @@ def _compose(prefix, fold, d):
     return prefix[0] @ M, prefix[1] @ M + v
 
 
-def fold_encoder(encoder, n_features):
+def fold_encoder(encoder, n_features, encoding=None):
     """Collapse a fitted encoder to a :class:`FoldedEncoder`.
 
     Parameters
@@ -220,6 +295,8 @@ def fold_encoder(encoder, n_features):
         A fitted transformer or Pipeline of transformers.
     n_features : int
         Width ``d`` of its input.
+    encoding : Encoding or None, default=None
+        Replaces the last step's activation (:class:`EncodedResponses`).
 
     Returns
     -------
@@ -248,6 +325,8 @@ def fold_encoder(encoder, n_features):
         last = i == len(steps) - 1
         if fold.activation not in ACTIVATIONS:
             return None, f"step {name!r} has an unknown activation {fold.activation!r}"
+        if encoding is not None and last:
+            fold = _responses(fold)
         if fold.activation != "identity" and not last:
             return None, (
                 f"step {name!r} ({type(step).__name__}) has a {fold.activation} activation "
@@ -270,5 +349,9 @@ def fold_encoder(encoder, n_features):
         # Only a normalization (or identities): the identity map of the window.
         prefix = (np.eye(n_features), np.zeros(n_features))
         activation = "identity"
+    if encoding is not None:
+        k = prefix[0].shape[1]
+        prefix = _compose(prefix, encoding.fold(k), k)
+        activation = "relu"
     M, v = prefix
     return FoldedEncoder(M.T.copy(), v, activation, normalize_epsilon, M.shape[1]), None

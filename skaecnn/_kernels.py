@@ -24,7 +24,10 @@ For encoders that cannot be folded into filters, :func:`extract_patches`
 writes the patch matrix of a chunk of images for the encoder, and
 :func:`pool` pools what it returns.
 
-Only the window positions that pooling uses are extracted: the remainder
+Pooling regions of ``pool_h x pool_w`` positions start every ``stride_h``
+rows and ``stride_w`` columns of a map (``stride = pool``: the regions tile
+the map; smaller: they overlap, and a position adds to every region it lies
+in). Only the window positions that pooling uses are extracted: the remainder
 beyond the last whole pooling region is dropped before it is computed. Each
 patch row may be brightness/contrast normalized from its own window's mean and
 variance (PatchNormalizer, computed in place rather than folded).
@@ -38,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import get_thread_id, njit, prange, types
 from numba.core.imputils import lower_constant
+from numba.np.numpy_support import as_dtype
 from numba.extending import (
     NativeValue,
     models,
@@ -179,6 +183,18 @@ def _identity(z):
     return z
 
 
+def relu(z):
+    """``max(z, 0)``; compiled through the overload below."""
+    raise NotImplementedError("relu is only callable from numba kernels")
+
+
+@overload(relu)
+def _relu(z):
+    # A zero of z's own type: a float64 literal would make float32 maps float64.
+    zero = as_dtype(z).type(0)
+    return lambda z: max(z, zero)
+
+
 @njit
 def _bias_unused(patches, responses, bias, k):
     # Elementwise activations add the bias themselves.
@@ -215,12 +231,27 @@ class Activation:
     filter_scale : float
         The responses are ``filter_scale * filters_ . x + intercept_``: how
         filters are shown (triangle: ``-2``, so that filters are centroids).
+    responses : callable or None
+        ``responses(matrix, offset)``: the affine map, from a step's fold,
+        whose outputs an encoding of ``_folding.ENCODINGS`` thresholds in
+        place of this activation; None: the activation's own input.
     """
 
     elementwise: object
     rows: object = None
     needs_input: bool = False
     filter_scale: float = 1.0
+    responses: object = None
+
+
+def _centroid_directions(matrix, offset):
+    """``x.c_k / ||c_k||`` from the triangle's fold ``-2 x.c_k + ||c_k||^2``.
+
+    Coates & Ng's dictionary: the centroids as unit-length filters.
+    """
+    norms = np.linalg.norm(matrix, axis=0)
+    # A centroid at the origin responds with zeros.
+    return -matrix / np.where(norms > 0, norms, 1.0), None
 
 
 @dataclass(frozen=True)
@@ -239,7 +270,12 @@ class Pooling:
 ACTIVATIONS = {
     "identity": Activation(_identity),
     "sigmoid": Activation(sigmoid),
-    "triangle": Activation(_identity, rows=_triangle, needs_input=True, filter_scale=-2.0),
+    "triangle": Activation(
+        _identity, rows=_triangle, needs_input=True, filter_scale=-2.0,
+        responses=_centroid_directions,
+    ),
+    # The stage of the encodings of ``_folding.ENCODINGS``.
+    "relu": Activation(relu),
 }
 
 #: The poolings the kernels compose with every activation.
@@ -296,31 +332,52 @@ _IDENTITY = Stage("identity")
 _FAST = {"fastmath": True, "error_model": "numpy"}
 
 
-def _activate_pool(activation, pooling, patches, responses, bias, n_cols, start, pool_h,
-                   pool_w, pooled):
+def _activate_pool(activation, pooling, patches, responses, bias, n_cols, start, pool, stride,
+                   pooled):
     """Activate the rows of positions ``start, ...`` and pool them into ``pooled``.
 
-    Only the first ``k = pooled.shape[-1]`` columns of ``responses`` are pooled.
+    ``pool`` and ``stride`` are ``(rows, columns)`` pairs. Only the first
+    ``k = pooled.shape[-1]`` columns of ``responses`` are pooled.
     """
     raise NotImplementedError("only callable from numba kernels")
 
 
+@njit
+def _regions(i, size, stride, n):
+    """First and last of the ``n`` regions ``[a * stride, a * stride + size)`` holding ``i``."""
+    # -(-x // s) is ceil(x / s), also for negative x.
+    return max(0, -(-(i - size + 1) // stride)), min(n - 1, i // stride)
+
+
 @overload(_activate_pool, jit_options=_FAST)
-def _compose(activation, pooling, patches, responses, bias, n_cols, start, pool_h, pool_w,
+def _compose(activation, pooling, patches, responses, bias, n_cols, start, pool, stride,
              pooled):
     act, pool_ = ACTIVATIONS[activation.stage], POOLINGS[pooling.stage]
     f, combine, rows = act.elementwise, pool_.combine, act.rows or _bias_unused
 
-    def compose(activation, pooling, patches, responses, bias, n_cols, start, pool_h, pool_w,
+    def compose(activation, pooling, patches, responses, bias, n_cols, start, pool, stride,
                 pooled):
         k = pooled.shape[-1]
         b = rows(patches, responses, bias, k)
         for r in range(responses.shape[0]):
             i, j = divmod(start + r, n_cols)
+            a0, a1 = _regions(i, pool[0], stride[0], pooled.shape[0])
+            c0, c1 = _regions(j, pool[1], stride[1], pooled.shape[1])
             z = responses[r]
-            cell = pooled[i // pool_h, j // pool_w]
+            if a0 == a1 and c0 == c1:
+                # One region (always, when the regions tile the map): activate
+                # and pool in one pass.
+                cell = pooled[a0, c0]
+                for t in range(k):
+                    cell[t] = combine(cell[t], f(z[t] + b[t]))
+                continue
             for t in range(k):
-                cell[t] = combine(cell[t], f(z[t] + b[t]))
+                z[t] = f(z[t] + b[t])
+            for a in range(a0, a1 + 1):
+                for c in range(c0, c1 + 1):
+                    cell = pooled[a, c]
+                    for t in range(k):
+                        cell[t] = combine(cell[t], z[t])
 
     return compose
 
@@ -354,24 +411,32 @@ def _finish_pool_impl(pooling, pooled, pool_h, pool_w):
     return finish
 
 
+@njit
+def map_extent(n_pooled, size, stride):
+    """Positions of a map side that ``n_pooled`` regions of ``size`` every ``stride`` span."""
+    return (n_pooled - 1) * stride + size
+
+
 @njit(cache=True, parallel=True)
-def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, pooling, pool_h,
-                  pool_w, n_threads, out):
+def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, pooling, pool,
+                  stride, n_threads, out):
     """Convolve, activate and pool ``images`` (B, h, w, c) into ``out`` (B, ph, pw, k).
 
     ``filters_t`` (m*m*c, r) holds one filter per column, raveled as the patch
     rows of :func:`extract_patches`: the ``k`` filters, then (for activations
     that need their input) those computing it. ``activation`` and ``pooling``
-    are :class:`Stage` s; the maps are ``(ph * pool_h) x (pw * pool_w)``. Call
-    with BLAS limited to one thread, as every thread runs its own matrix
-    products, and with ``n_threads = numba.get_num_threads()`` (in here, that
-    call would keep the kernel from being cached).
+    are :class:`Stage` s; ``pool`` and ``stride`` are ``(rows, columns)`` of
+    the regions, which span the top-left ``map_extent(ph, ...) x
+    map_extent(pw, ...)`` of the maps. Call with BLAS limited to one thread,
+    as every thread runs its own matrix products, and with ``n_threads =
+    numba.get_num_threads()`` (in here, that call would keep the kernel from
+    being cached).
     """
     n_images = out.shape[0]
     n_ph, n_pw = out.shape[1], out.shape[2]
     d, n_responses = filters_t.shape
-    n_cols = n_pw * pool_w
-    positions = n_ph * pool_h * n_cols
+    n_cols = map_extent(n_pw, pool[1], stride[1])
+    positions = map_extent(n_ph, pool[0], stride[0]) * n_cols
     block = max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // ((d + n_responses) * filters_t.itemsize))
     block = min(block, positions)
     patches = np.empty((n_threads, block, d), dtype=filters_t.dtype)
@@ -385,8 +450,8 @@ def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, po
             R = responses[thread, :rows]
             _extract(images[b], m, n_cols, start, normalize, epsilon, P)
             np.dot(P, filters_t, R)
-            _activate_pool(activation, pooling, P, R, bias, n_cols, start, pool_h, pool_w, out[b])
-        _finish_pool(pooling, out[b], pool_h, pool_w)
+            _activate_pool(activation, pooling, P, R, bias, n_cols, start, pool, stride, out[b])
+        _finish_pool(pooling, out[b], pool[0], pool[1])
 
 
 @njit(cache=True, parallel=True)
@@ -402,17 +467,19 @@ def extract_patches(images, m, n_rows, n_cols, out):
 
 
 @njit(cache=True, parallel=True)
-def pool(responses, pooling, pool_h, pool_w, out):
+def pool(responses, pooling, size, stride, out):
     """Pool ``responses`` (B*n_rows*n_cols, k), rows as :func:`extract_patches` wrote them.
 
     ``out`` (B, ph, pw, k) receives the maps pooled by the :class:`Stage`
-    ``pooling``, with ``n_rows = ph * pool_h`` and ``n_cols = pw * pool_w``.
+    ``pooling`` over regions of ``size`` every ``stride`` (``(rows,
+    columns)`` pairs), with ``n_rows = map_extent(ph, size[0], stride[0])``
+    and ``n_cols`` likewise.
     """
-    n_cols = out.shape[2] * pool_w
-    positions = out.shape[1] * pool_h * n_cols
+    n_cols = map_extent(out.shape[2], size[1], stride[1])
+    positions = map_extent(out.shape[1], size[0], stride[0]) * n_cols
     no_bias = np.zeros(out.shape[3], dtype=out.dtype)
     for b in prange(out.shape[0]):
         R = responses[b * positions : (b + 1) * positions]
         _start_pool(pooling, out[b])
-        _activate_pool(_IDENTITY, pooling, R, R, no_bias, n_cols, 0, pool_h, pool_w, out[b])
-        _finish_pool(pooling, out[b], pool_h, pool_w)
+        _activate_pool(_IDENTITY, pooling, R, R, no_bias, n_cols, 0, size, stride, out[b])
+        _finish_pool(pooling, out[b], size[0], size[1])

@@ -2,7 +2,8 @@
 
 :class:`ConvPoolLayer` is what a fitted :class:`ConvPoolTransformer` computes
 (its ``layer_``): every ``m x m`` window of an image is encoded, and each map
-is pooled over non-overlapping regions. The encoding is either folded
+is pooled over regions of ``pool_size`` every ``pool_stride`` (non-overlapping
+when they are equal). The encoding is either folded
 (:class:`~skaecnn._folding.FoldedEncoder`: filters, bias, the window
 normalization and an activation stage, which the fused kernel computes) or the
 fitted encoder itself, applied to the windows' patch matrix (the generic
@@ -17,7 +18,7 @@ import numpy as np
 from sklearn.pipeline import make_pipeline
 
 from . import _kernels
-from ._folding import FoldedEncoder, encoder_steps, fold_encoder
+from ._folding import EncodedResponses, FoldedEncoder, encoder_steps, fold_encoder
 
 # Rows of the fitted patches a fold is verified on.
 _N_VERIFY = 48
@@ -42,6 +43,9 @@ class ConvPoolLayer:
         A key of :data:`skaecnn._kernels.POOLINGS`.
     pool_size : (int, int)
         Height and width of the pooling regions.
+    pool_stride : (int, int) or None
+        Rows and columns between the starts of neighbouring regions; None:
+        ``pool_size``, regions that tile the map.
     """
 
     patch_size: int
@@ -50,6 +54,12 @@ class ConvPoolLayer:
     n_outputs: int
     pooling: str = "mean"
     pool_size: tuple = (1, 1)
+    pool_stride: tuple | None = None
+
+    @property
+    def stride(self):
+        """``(rows, columns)`` between the starts of neighbouring pooling regions."""
+        return self.pool_size if self.pool_stride is None else self.pool_stride
 
     @property
     def folded(self):
@@ -69,15 +79,23 @@ class ConvPoolLayer:
         return self.encoder.intercept if self.folded else None
 
     def with_pooling(self, pooling=None, pool_size=None):
-        """The same layer with another pooling stage (``pool_size=(1, 1)``: none)."""
+        """The same layer with another pooling stage (``pool_size=(1, 1)``: none).
+
+        A new ``pool_size`` comes with regions that tile the map.
+        """
+        if pool_size is None:
+            return dataclasses.replace(self, pooling=pooling or self.pooling)
         return dataclasses.replace(
-            self, pooling=pooling or self.pooling, pool_size=tuple(pool_size or self.pool_size)
+            self, pooling=pooling or self.pooling, pool_size=tuple(pool_size), pool_stride=None
         )
 
     def output_shape(self, height, width):
         """``(ph, pw, k)``: the pooled maps of an image of ``height x width``."""
-        m, (ph, pw) = self.patch_size, self.pool_size
-        return (height - m + 1) // ph, (width - m + 1) // pw, self.n_outputs
+        m = self.patch_size
+        return tuple(
+            (side - m + 1 - size) // stride + 1
+            for side, size, stride in zip((height, width), self.pool_size, self.stride)
+        ) + (self.n_outputs,)
 
     def forward(self, images, out):
         """Pooled maps of ``images`` (B, h, w, c) into ``out`` (B, ph, pw, k).
@@ -87,7 +105,7 @@ class ConvPoolLayer:
         one thread for the folded path, whose every thread runs its own
         matrix products).
         """
-        m, (ph, pw) = self.patch_size, self.pool_size
+        m, size, stride = self.patch_size, self.pool_size, self.stride
         n, n_ph, n_pw, _ = out.shape
         pooling = _kernels.Stage(self.pooling)
         if self.folded:
@@ -97,20 +115,28 @@ class ConvPoolLayer:
                 images, np.ascontiguousarray(enc.weights.T, dtype=out.dtype),
                 enc.bias.astype(out.dtype), m, normalize,
                 enc.normalize_epsilon if normalize else 0.0,
-                _kernels.Stage(enc.activation), pooling, ph, pw, numba.get_num_threads(), out,
+                _kernels.Stage(enc.activation), pooling, size, stride, numba.get_num_threads(),
+                out,
             )
             return out
-        positions = n_ph * ph * n_pw * pw
-        patches = np.empty((n * positions, m * m * self.channels), dtype=out.dtype)
-        _kernels.extract_patches(images, m, n_ph * ph, n_pw * pw, patches)
+        n_rows, n_cols = self.map_extent(n_ph, n_pw)
+        patches = np.empty((n * n_rows * n_cols, m * m * self.channels), dtype=out.dtype)
+        _kernels.extract_patches(images, m, n_rows, n_cols, patches)
         responses = np.ascontiguousarray(self.encoder.transform(patches), dtype=out.dtype)
         if responses.shape != (patches.shape[0], self.n_outputs):
             raise ValueError(
                 f"encoder_.transform returned shape {responses.shape} for {patches.shape[0]} "
                 f"patches; expected ({patches.shape[0]}, {self.n_outputs}) as at fit."
             )
-        _kernels.pool(responses, pooling, ph, pw, out)
+        _kernels.pool(responses, pooling, size, stride, out)
         return out
+
+    def map_extent(self, n_ph, n_pw):
+        """Rows and columns of the maps that ``n_ph x n_pw`` pooling regions span."""
+        return tuple(
+            int(_kernels.map_extent(n, size, stride))
+            for n, size, stride in zip((n_ph, n_pw), self.pool_size, self.stride)
+        )
 
     def encode_patches(self, patches):
         """The layer's encoding of patch rows ``(n, m*m*c)``: one window per row."""
@@ -135,10 +161,13 @@ def _fold_error(layer, encoder, patches):
     return (relative if np.isfinite(relative) else np.inf), tolerance
 
 
-def build_layer(encoder, patches, patch_size, channels, pooling, pool_size):
+def build_layer(encoder, patches, patch_size, channels, pooling, pool_size, pool_stride=None,
+                encoding=None):
     """The layer of a fitted ``encoder``, folded when it folds exactly.
 
-    The fold is verified against ``encoder.transform`` on a few dozen of the
+    The fold is verified against ``encoder.transform`` (with an
+    :class:`~skaecnn._folding.Encoding`, against
+    :class:`~skaecnn._folding.EncodedResponses`) on a few dozen of the
     ``patches`` it was fitted on, through the kernel itself; a mismatch beyond
     the dtype's tolerance keeps the generic path.
 
@@ -153,13 +182,17 @@ def build_layer(encoder, patches, patch_size, channels, pooling, pool_size):
         warns about.
     """
     sample = patches[:_N_VERIFY]
-    n_outputs = np.asarray(encoder.transform(sample[:1])).shape[1]
-    generic = ConvPoolLayer(patch_size, channels, encoder, n_outputs, pooling, tuple(pool_size))
-    folded, reason = fold_encoder(encoder, patches.shape[1])
+    definition = encoder if encoding is None else EncodedResponses(encoder, encoding)
+    n_outputs = np.asarray(definition.transform(sample[:1])).shape[1]
+    generic = ConvPoolLayer(
+        patch_size, channels, definition, n_outputs, pooling, tuple(pool_size),
+        None if pool_stride is None else tuple(pool_stride),
+    )
+    folded, reason = fold_encoder(encoder, patches.shape[1], encoding)
     if folded is None:
         return generic, reason, False
     layer = dataclasses.replace(generic, encoder=folded)
-    error, tolerance = _fold_error(layer, encoder, sample)
+    error, tolerance = _fold_error(layer, definition, sample)
     if error <= tolerance:
         return layer, None, False
     steps = encoder_steps(encoder)
