@@ -10,7 +10,6 @@ The gallery examples in ``examples/plot_*.py`` are run during the build.
 
 import os
 import re
-import sys
 import warnings
 
 # The examples are small: one thread each for BLAS and Numba keeps their run
@@ -23,8 +22,6 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
     os.environ.setdefault(_variable, "1")
 
 import skaecnn  # noqa: E402
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "sphinxext"))
 
 # -- Project -----------------------------------------------------------------
 
@@ -90,7 +87,8 @@ sphinx_gallery_conf = {
     # Every plot_*.py is run at build time.
     "filename_pattern": r"/plot_",
     "within_subsection_order": "ExampleTitleSortKey",
-    "image_scrapers": ("skaecnn_scraper.scrape_library_figures", "matplotlib"),
+    # skaecnn.plotting draws through pyplot, so pyplot's figures are all there is.
+    "image_scrapers": ("matplotlib",),
     "abort_on_example_error": True,
     "only_warn_on_example_error": False,
     "doc_module": ("skaecnn",),

@@ -90,10 +90,9 @@ fig.tight_layout()
 # %%
 # Their 6x6 activation maps and 3x3 pooled maps on one digit, drawn by
 # :func:`~skaecnn.plotting.plot_feature_maps` (first 16 filters). The pooled
-# maps are what the second layer sees. Like every function of
-# :mod:`skaecnn.plotting` it returns a Figure that pyplot does not manage: in
-# a script, ``fig_maps.savefig("maps.png")`` saves it.
-fig_maps = plot_feature_maps(layer1, X_train[0], max_maps=16)
+# maps are what the second layer sees. Every activation map is drawn at its
+# own contrast; the pooled maps share one, so that their strengths compare.
+plot_feature_maps(layer1, X_train[0], max_maps=16)
 
 # %%
 # Layer 2

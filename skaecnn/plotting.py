@@ -1,17 +1,19 @@
 """Plots of learned filters, feature maps and reconstructions (matplotlib).
 
-Every function returns a :class:`matplotlib.figure.Figure` built directly,
-not through :mod:`matplotlib.pyplot`: nothing is registered with pyplot's
-global state, so no figure is left open behind the caller's back and no GUI
-backend is needed. Save a figure with ``fig.savefig(...)``; in Jupyter a figure
-returned by a cell is displayed. To draw filters into a pyplot figure instead,
-pass ``ax=plt.gca()`` to :func:`plot_filters`.
+By default every function opens a new figure through :mod:`matplotlib.pyplot`,
+like ``plt.subplots``: ``plt.show()`` shows it in a script, and notebooks and
+IDEs display it as any other pyplot figure. To draw into a figure of your own
+instead, pass ``ax=`` to :func:`plot_filters` or ``fig=`` to
+:func:`plot_feature_maps` and :func:`plot_reconstructions` (a
+:class:`matplotlib.figure.Figure` made without pyplot needs no GUI backend,
+e.g. to save pictures on a server). Every function returns the figure it drew
+on; save it with ``fig.savefig(...)``.
 """
 
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
 from sklearn.utils.validation import check_is_fitted
 
 from ._validation import check_option, check_positive_int
@@ -238,14 +240,16 @@ def plot_filters(
     n_cols : int, default=None
         Filters per row; ``ceil(sqrt(k))`` by default.
     ax : matplotlib Axes, default=None
-        Axes to draw into; a new figure is made by default.
+        Axes to draw into; by default a new pyplot figure with one Axes
+        (``plt.subplots()``).
     title : str, default=None
         Title of the Axes.
 
     Returns
     -------
     fig : matplotlib.figure.Figure
-        The figure holding the Axes, whose only image is
+        The figure holding the Axes (the root figure when ``ax`` lies in a
+        sub-figure). The Axes' only image is
         ``tile_filters(filters, scale=scale, n_cols=n_cols)`` drawn in gray
         over [-1, 1] (or as RGB).
 
@@ -270,7 +274,11 @@ def plot_filters(
     (25, 25)
     >>> patches = rng.uniform(size=(100, 36))
     >>> sae = SparseAutoencoderFeatures(n_components=4, tol=1e-2, random_state=0)
-    >>> fig = plot_filters(sae.fit(patches), patch_shape=(6, 6))
+    >>> import matplotlib.pyplot as plt
+    >>> fig, axes = plt.subplots(1, 2)
+    >>> _ = plot_filters(patches[:16], patch_shape=(6, 6), ax=axes[0])
+    >>> _ = plot_filters(sae.fit(patches), patch_shape=(6, 6), ax=axes[1])
+    >>> plt.show()  # in a script: opens a window (nothing without a display)
     """
     filters = _filters_of(obj)
     if filters.ndim < 2:
@@ -296,8 +304,7 @@ def plot_filters(
     tiled = tile_filters(filters, scale=scale, n_cols=n_cols)
 
     if ax is None:
-        fig = Figure()
-        ax = fig.add_subplot()
+        fig, ax = plt.subplots()
     else:
         # The root figure, also when ax lies in a SubFigure.
         fig = ax.figure.figure
@@ -308,7 +315,7 @@ def plot_filters(
     return fig
 
 
-def plot_feature_maps(conv, image, *, max_maps=None):
+def plot_feature_maps(conv, image, *, max_maps=None, fig=None):
     """Draw one image, its activation maps and its pooled maps.
 
     Parameters
@@ -324,15 +331,22 @@ def plot_feature_maps(conv, image, *, max_maps=None):
         Draw only the maps of the first ``max_maps`` filters; all ``k`` by
         default. Every map takes an Axes, so hundreds of maps are slow to
         draw.
+    fig : matplotlib Figure or SubFigure, default=None
+        Where to draw; by default a new pyplot figure of 12 x 4.5 inches.
 
     Returns
     -------
     fig : matplotlib.figure.Figure
-        Three sub-figures, in ``fig.subfigs``: the image; the grid of
-        activation maps ``conv.convolve(image[None])[0][..., j]``; the grid
-        of pooled maps. Map ``j`` is the ``j``-th Axes of its sub-figure. All
-        maps of a grid share one gray scale, from their minimum to their
-        maximum, so that the filters' responses can be compared.
+        The figure drawn on (the root figure when ``fig`` is a sub-figure).
+        The drawing is three sub-figures of ``fig``, in ``fig.subfigs``: the
+        image; the grid of activation maps
+        ``conv.convolve(image[None])[0][..., j]``; the grid of pooled maps.
+        Map ``j`` is the ``j``-th Axes of its sub-figure. Every activation
+        map has its own gray scale, from its minimum to its maximum: they
+        show where each filter responds, which one common scale would hide
+        when a few strong responses set it. The pooled maps share one scale,
+        from their joint minimum to maximum, so that the filters' overall
+        responses (the features) can be compared.
 
     See Also
     --------
@@ -358,24 +372,25 @@ def plot_feature_maps(conv, image, *, max_maps=None):
     k = maps.shape[-1]
     n = k if max_maps is None else min(k, check_positive_int(max_maps, "max_maps"))
 
-    fig = Figure(figsize=(12, 4.5))
+    if fig is None:
+        fig = plt.figure(figsize=(12, 4.5))
     subfigs = fig.subfigures(1, 3, width_ratios=(1, 1.5, 1.5))
     _show(subfigs[0].add_subplot(), shown, shown.min(), shown.max())
     subfigs[0].suptitle(f"image {image.shape[0]} x {image.shape[1]}")
-    for subfig, stack, label in (
-        (subfigs[1], maps[..., :n], "activation maps"),
-        (subfigs[2], pooled[..., :n], "pooled maps"),
+    for subfig, stack, label, own_scale in (
+        (subfigs[1], maps[..., :n], "activation maps", True),
+        (subfigs[2], pooled[..., :n], "pooled maps", False),
     ):
-        vmin, vmax = stack.min(), stack.max()
         for j, ax in enumerate(_panel_axes(subfig, n)):
-            _show(ax, stack[..., j], vmin, vmax)
+            scale = stack[..., j] if own_scale else stack
+            _show(ax, stack[..., j], scale.min(), scale.max())
         subfig.suptitle(
             f"{label} {stack.shape[0]} x {stack.shape[1]} ({n} of {k})"
         )
-    return fig
+    return fig.figure
 
 
-def plot_reconstructions(encoder, X, image_shape, *, n_images=10):
+def plot_reconstructions(encoder, X, image_shape, *, n_images=10, fig=None):
     """Draw images above their reconstructions by an encoder.
 
     Parameters
@@ -383,7 +398,8 @@ def plot_reconstructions(encoder, X, image_shape, *, n_images=10):
     encoder : estimator
         Fitted, with ``transform`` and ``inverse_transform``, such as
         :class:`~skaecnn.SparseAutoencoderFeatures`, PCA or a Pipeline of
-        such steps.
+        such steps (:class:`~skaecnn.KMeansTriangleFeatures` and
+        :class:`~skaecnn.PatchNormalizer` have no inverse).
     X : array-like of shape (n_samples, n_features)
         Flattened images, as ``encoder`` expects them.
     image_shape : tuple of int
@@ -392,15 +408,24 @@ def plot_reconstructions(encoder, X, image_shape, *, n_images=10):
         ``n_features``.
     n_images : int, default=10
         Draw the first ``min(n_images, n_samples)`` images.
+    fig : matplotlib Figure or SubFigure, default=None
+        Where to draw; by default a new pyplot figure, ``1.3 * n + 1``
+        inches wide and 3 high.
 
     Returns
     -------
     fig : matplotlib.figure.Figure
-        ``2 * n`` Axes, row-major: the first row shows the inputs, the
+        The figure drawn on (the root figure when ``fig`` is a sub-figure).
+        ``fig`` gets ``2 * n`` Axes, row-major: the first row shows the inputs, the
         second ``encoder.inverse_transform(encoder.transform(X))``, each
         reconstruction below its input. An input and its reconstruction
         share one gray scale (or RGB mapping), from their joint minimum to
         maximum, so that their contrasts compare.
+
+    Raises
+    ------
+    TypeError
+        If ``encoder`` has no ``inverse_transform``.
 
     See Also
     --------
@@ -417,6 +442,12 @@ def plot_reconstructions(encoder, X, image_shape, *, n_images=10):
     >>> len(fig.axes)
     10
     """
+    if not hasattr(encoder, "inverse_transform"):
+        raise TypeError(
+            "encoder must have an inverse_transform method to reconstruct X; "
+            f"{type(encoder).__name__} has none (a Pipeline has one only if "
+            "every step does: KMeansTriangleFeatures and PatchNormalizer do not)."
+        )
     image_shape = _check_shape(image_shape, "image_shape")
     X = np.asarray(X)
     if X.ndim != 2:
@@ -438,7 +469,8 @@ def plot_reconstructions(encoder, X, image_shape, *, n_images=10):
     reconstructions = np.asarray(encoder.inverse_transform(encoder.transform(X)))
     reconstructions = reconstructions.reshape(inputs.shape)
 
-    fig = Figure(figsize=(1.3 * n + 1, 3))
+    if fig is None:
+        fig = plt.figure(figsize=(1.3 * n + 1, 3))
     axes = _panel_axes(fig, 2 * n, n_cols=n)
     for j in range(n):
         pair = (inputs[j], reconstructions[j])
@@ -447,4 +479,4 @@ def plot_reconstructions(encoder, X, image_shape, *, n_images=10):
             _show(ax, image, vmin, vmax)
     axes[0].set_ylabel("input")
     axes[n].set_ylabel("reconstruction")
-    return fig
+    return fig.figure

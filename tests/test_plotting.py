@@ -74,10 +74,9 @@ def _drawn(ax):
 
 
 @pytest.fixture(autouse=True)
-def _no_pyplot_figures():
+def _close_figures():
     yield
-    # Built as plain Figures, the plots must never register with pyplot.
-    assert plt.get_fignums() == []
+    plt.close("all")
 
 
 # -- tile_filters ----------------------------------------------------------
@@ -179,6 +178,8 @@ def test_plot_filters_draws_the_tiling():
     filters = np.random.RandomState(5).normal(size=(6, 5, 5))
     fig = plot_filters(filters, scale="common", n_cols=2, title="filters")
     assert isinstance(fig, Figure)
+    # A pyplot figure, so that plt.show() shows it.
+    assert plt.get_fignums() == [fig.number] and plt.gcf() is fig
     (ax,) = fig.axes
     (image,) = ax.images
     expected = tile_filters(filters, scale="common", n_cols=2)
@@ -246,6 +247,8 @@ def test_plot_filters_into_given_axes():
     # Axes of a SubFigure: the root figure comes back.
     sub_ax = fig.subfigures(1, 2)[0].add_subplot()
     assert plot_filters(np.ones((2, 3, 3)), ax=sub_ax) is fig
+    # Given an Axes, no pyplot figure is opened.
+    assert plt.get_fignums() == []
 
 
 def test_plot_filters_rejects_bad_input():
@@ -286,6 +289,7 @@ def test_plot_feature_maps_draws_image_maps_and_pooled_maps(channels):
 
     fig = plot_feature_maps(conv, image)
     assert isinstance(fig, Figure)
+    assert plt.get_fignums() == [fig.number] and plt.gcf() is fig
     image_fig, maps_fig, pooled_fig = fig.subfigs
     assert len(fig.axes) == 1 + 5 + 5
     (drawn,) = _panels(image_fig)
@@ -299,9 +303,45 @@ def test_plot_feature_maps_draws_image_maps_and_pooled_maps(channels):
         assert len(panels) == 5
         for j, panel in enumerate(panels):
             np.testing.assert_allclose(panel, stack[..., j])
-        # One gray scale for the whole grid.
-        clims = {ax.images[0].get_clim() for ax in subfig.axes}
-        assert clims == {(stack.min(), stack.max())}
+    # Every activation map at its own contrast, the pooled maps at a common one.
+    clims = [ax.images[0].get_clim() for ax in maps_fig.axes]
+    assert clims == [(maps[..., j].min(), maps[..., j].max()) for j in range(5)]
+    clims = {ax.images[0].get_clim() for ax in pooled_fig.axes}
+    assert clims == {(pooled.min(), pooled.max())}
+
+
+def test_plot_feature_maps_one_bright_pixel_leaves_other_maps_visible():
+    # The first filter's response to one bright pixel is a hundred times the
+    # second filter's largest: the second map must still span the gray range.
+    image = np.random.RandomState(14).uniform(size=(9, 9))
+    image[4, 4] = 100.0
+    filters = np.zeros((2, 3, 3))
+    filters[0, 1, 1] = 1.0
+    filters[1, 0, :] = 0.01
+    fig = plot_feature_maps(FakeConv(filters), image)
+    weak = fig.subfigs[1].axes[1].images[0]
+    lo, hi = weak.get_clim()
+    assert (lo, hi) == (weak.get_array().min(), weak.get_array().max())
+    assert np.ptp(weak.norm(weak.get_array())) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("container", ["figure", "subfigure"])
+def test_plot_feature_maps_and_reconstructions_into_given_figure(container):
+    rng = np.random.RandomState(15)
+    root = Figure()
+    fig = root if container == "figure" else root.subfigures(1, 2)[1]
+    conv = FakeConv(rng.normal(size=(3, 3, 3)))
+    assert plot_feature_maps(conv, rng.uniform(size=(8, 8)), fig=fig) is root
+    assert [len(subfig.axes) for subfig in fig.subfigs] == [1, 3, 3]
+
+    other_root = Figure()
+    other = other_root if container == "figure" else other_root.subfigures(2, 1)[0]
+    X = rng.uniform(size=(5, 12))
+    pca = PCA(n_components=2).fit(X)
+    assert plot_reconstructions(pca, X, (3, 4), fig=other) is other_root
+    assert len(other.axes) == 10
+    # Given a figure, no pyplot figure is opened.
+    assert plt.get_fignums() == []
 
 
 def test_plot_feature_maps_max_maps():
@@ -335,6 +375,7 @@ def test_plot_reconstructions_inputs_above_reconstructions():
     pca = PCA(n_components=3).fit(X)
     fig = plot_reconstructions(pca, X, (3, 4), n_images=4)
     assert isinstance(fig, Figure)
+    assert plt.get_fignums() == [fig.number] and plt.gcf() is fig
     assert len(fig.axes) == 8
     reconstructions = pca.inverse_transform(pca.transform(X[:4]))
     for j in range(4):
@@ -377,3 +418,12 @@ def test_plot_reconstructions_rejects_bad_input():
         plot_reconstructions(pca, X[:0], (3, 4))
     with pytest.raises(ValueError, match="n_images"):
         plot_reconstructions(pca, X, (3, 4), n_images=0)
+
+
+def test_plot_reconstructions_of_an_encoder_without_inverse():
+    X = np.random.RandomState(16).uniform(size=(20, 12))
+    km = KMeansTriangleFeatures(n_components=3, random_state=0).fit(X)
+    for encoder in (km, make_pipeline(StandardScaler(), km)):
+        with pytest.raises(TypeError, match="encoder must have an inverse_transform"):
+            plot_reconstructions(encoder, X, (3, 4))
+    assert plt.get_fignums() == []
