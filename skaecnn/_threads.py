@@ -2,11 +2,17 @@
 concurrent calls share.
 
 The rule (:func:`effective_threads`): an estimator's ``n_jobs`` asks for a
-number of threads; it gets at most what the caller allows around the call --
-numba's thread count of the calling thread (``numba.set_num_threads``, which
-an enclosing estimator of this package sets for the estimators it fits) and
-the BLAS limit found outside this package's own sections
-(``threadpoolctl.threadpool_limits``). A limit is never raised.
+number of threads, None or negative ones counted from all the process may
+use: the cores (numba's pool; in a joblib/loky child, the share joblib gave
+it through ``NUMBA_NUM_THREADS``), or inside a dask worker's task that
+worker's share for the task (its ``nthreads`` divided among the tasks it runs
+or has ready to run), so that workers together run no more threads than they
+were given. It gets at most what the caller allows around the call -- numba's
+thread count of the calling thread (``numba.set_num_threads``, which an
+enclosing estimator of this package sets for the estimators it fits) and the
+BLAS limit found outside this package's own sections
+(``threadpoolctl.threadpool_limits``, or the ``OPENBLAS_NUM_THREADS=1`` that
+a dask nanny starts its workers with). A limit is never raised.
 
 Where BLAS must run on fewer threads than it may (every kernel thread runs its
 own matrix products, and the autoencoder objective runs blocks on threads of
@@ -20,6 +26,7 @@ split into blocks, each on its own thread with one BLAS thread, runs faster.
 """
 
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -69,14 +76,33 @@ def _outer_blas_limit():
     return min(found, default=None)
 
 
+def _dask_worker_share():
+    """The threads of the dask worker running the calling task, divided among
+    the tasks it runs or has ready to run (which start as threads free up);
+    None outside a worker's task."""
+    # A worker has imported distributed; elsewhere it is not imported just to ask.
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return None
+    try:
+        state = distributed.get_worker().state
+    except ValueError:  # not running as a worker's task
+        return None
+    tasks = min(state.nthreads, max(1, state.executing_count + len(state.ready)))
+    return max(1, state.nthreads // tasks)
+
+
 def effective_threads(n_jobs):
     """The number of threads an estimator with ``n_jobs`` uses now.
 
     Parameters
     ----------
     n_jobs : int or None
-        None or -1: all cores (numba's thread pool, ``NUMBA_NUM_THREADS``);
-        ``-2`` all but one, and so on; a positive ``n``: ``n``.
+        None or -1: all the process may use -- all cores (numba's thread
+        pool, ``NUMBA_NUM_THREADS``, which a joblib/loky child has from
+        joblib), or in a dask worker's task the worker's share for it;
+        ``-2`` all but one, and so on; a positive ``n``: ``n``, even beyond
+        a dask worker's share.
 
     Returns
     -------
@@ -87,10 +113,12 @@ def effective_threads(n_jobs):
         least 1.
     """
     available = numba.config.NUMBA_NUM_THREADS
+    # What "all" means here; an explicit n_jobs may ask beyond a worker's share.
+    share = _dask_worker_share() or available
     if n_jobs is None:
-        n = available
+        n = share
     elif n_jobs < 0:
-        n = available + 1 + n_jobs
+        n = share + 1 + n_jobs
     else:
         n = n_jobs
     limits = [available, numba.get_num_threads()]

@@ -1,6 +1,7 @@
 """Threads are each estimator's parameter; limits set around a call are respected."""
 
 import threading
+from types import SimpleNamespace
 
 import numba
 import numpy as np
@@ -34,6 +35,34 @@ def test_effective_threads_follows_n_jobs_and_never_raises_a_limit():
         assert effective_threads(None) == 1
     finally:
         numba.set_num_threads(previous)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 cores")
+def test_in_a_dask_worker_all_is_the_workers_share(monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    state = SimpleNamespace(nthreads=2, executing_count=1, ready=[])
+    monkeypatch.setattr(distributed, "get_worker", lambda: SimpleNamespace(state=state))
+    assert effective_threads(None) == 2  # the worker's only task
+    state.ready = ["next"]  # starts when a thread frees up
+    assert effective_threads(None) == effective_threads(-1) == effective_threads(-2) == 1
+    assert effective_threads(2) == 2  # asked explicitly
+    state.nthreads, state.ready = 1, []
+    assert effective_threads(None) == 1
+    state.nthreads, state.executing_count = 4, 3
+    assert effective_threads(None) == 1  # 4 threads, 3 tasks: one each
+
+    def not_a_worker():
+        raise ValueError("No worker found")
+
+    monkeypatch.setattr(distributed, "get_worker", not_a_worker)
+    assert effective_threads(None) == min(numba.config.NUMBA_NUM_THREADS, *_blas_threads())
+
+
+def test_a_loky_child_counts_from_the_share_joblib_gave_it():
+    from joblib import Parallel, cpu_count, delayed
+
+    seen = Parallel(n_jobs=2, backend="loky")(delayed(effective_threads)(None) for _ in range(2))
+    assert max(seen) <= max(1, cpu_count() // 2)
 
 
 def test_blas_limit_sections_restore_what_they_found_in_any_order():
