@@ -7,6 +7,7 @@ numpy. dask itself is imported only when a dask array comes in.
 """
 
 import functools
+import math
 
 import numpy as np
 
@@ -39,10 +40,12 @@ def map_rows(estimator, method, X):
     ``X``, as a dask array with the output's shape, chunks and dtype.
 
     Blocks keep ``X``'s chunks along the first axis and are whole along the
-    others (``X`` is rechunked if needed). The output's row shape and dtype
-    are the method's answer for one row of zeros, computed here; nothing of
-    ``X`` is. The estimator is one node of the graph that every task depends
-    on, so a cluster ships it to each worker once.
+    others: ``X`` chunked along the others is rechunked, its rows split too
+    where whole rows would make blocks larger than dask's
+    ``array.chunk-size``. The output's row shape and dtype are the method's
+    answer for one row of zeros, computed here; nothing of ``X`` is. The
+    estimator is one node of the graph that every task depends on, so a
+    cluster ships it to each worker once.
     """
     import dask
     import dask.array as da
@@ -58,7 +61,14 @@ def map_rows(estimator, method, X):
         return getattr(estimator, method)(np.zeros(X.shape, X.dtype))
     row = getattr(estimator, method)(np.zeros((1,) + X.shape[1:], X.dtype))
     if any(n > 1 for n in X.numblocks[1:]):
-        X = X.rechunk({axis: -1 for axis in range(1, X.ndim)})
+        # Merging the pixel chunks of long row chunks would make blocks of
+        # many times dask's array.chunk-size: those rows are split.
+        chunks = {axis: -1 for axis in range(1, X.ndim)}
+        row_bytes = X.dtype.itemsize * math.prod(X.shape[1:])
+        rows = max(1, dask.utils.parse_bytes(dask.config.get("array.chunk-size")) // row_bytes)
+        if max(X.chunks[0]) > rows:
+            chunks[0] = rows
+        X = X.rechunk(chunks)
     in_axes = tuple(range(X.ndim))
     new_axes = {X.ndim + i: size for i, size in enumerate(row.shape[1:])}
     shipped = dask.delayed(estimator, pure=True)

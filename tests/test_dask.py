@@ -1,9 +1,19 @@
-"""Dask arrays: lazy block-wise transforms; fit reads only the sampled images."""
+"""Dask arrays: lazy block-wise transforms; fit reads only the sampled images;
+on a real LocalCluster: thread budgets, out-of-core runs, grid search."""
 
+import sys
+
+import numba
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from threadpoolctl import threadpool_info
 
 from skaecnn import (
     ConvPoolTransformer,
@@ -12,6 +22,7 @@ from skaecnn import (
     SparseAutoencoderFeatures,
     ZCAWhitening,
 )
+from skaecnn._threads import effective_threads
 
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
@@ -72,11 +83,22 @@ def test_pixel_chunks_are_rechunked_and_rows_input(conv, images):
     assert_allclose(lazy.compute(), conv.transform(images))
 
 
+def test_merged_pixel_chunks_stay_within_the_chunk_size(conv, images):
+    # 800 bytes per image: whole images of the one row chunk would be 32 KB.
+    with dask.config.set({"array.chunk-size": "8KB"}):
+        lazy = conv.transform(da.from_array(images, chunks=(40, 5, 5)))
+        assert lazy.chunks[0] == (10,) * 4
+        assert conv.transform(da.from_array(images, chunks=(8, 5, 5))).chunks[0] == (8,) * 5
+    assert_allclose(lazy.compute(), conv.transform(images))
+
+
 def test_unknown_length_is_refused(conv, images):
     D = da.from_array(images, chunks=10)
     masked = D[D[:, 0, 0] > 0.5]
     with pytest.raises(ValueError, match="unknown size"):
         conv.transform(masked)
+    with pytest.raises(ValueError, match="unknown size"):
+        conv.transform(D[:, D[0, :, 0] > 0.5])  # unknown along a pixel axis
     with pytest.raises(ValueError, match="unknown size"):
         ConvPoolTransformer(PCA(n_components=2), patch_size=3).fit(masked)
 
@@ -150,3 +172,110 @@ def test_fit_on_memmap_and_zarr(tmp_path):
     z = zarr.create_array(store=str(tmp_path / "x.zarr"), shape=images.shape, chunks=(50, 8, 8), dtype="f8")
     z[:] = images
     assert_array_equal(_fit(z, 20).encoder_.components_, expected)
+
+
+# On a LocalCluster of 2 worker processes x 1 thread (module-scoped: it takes a
+# few seconds to start). A worker's memory_limit is about twice its resident
+# size at rest (python, numpy, numba, scikit-learn and the compiled kernels).
+_MEMORY_LIMIT = 600 * 2**20
+
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    # A dask nanny starts workers with OPENBLAS_NUM_THREADS=1 (and OMP, MKL),
+    # which alone would keep every task on one thread; without it, workers
+    # keep to their threads by skaecnn's rule only, which is under test here.
+    environ = {"MALLOC_TRIM_THRESHOLD_": 65536}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True,
+            memory_limit=_MEMORY_LIMIT, dashboard_address=None,
+        )
+    with cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+def _threads_seen(X):
+    """As an encoder: every response is the threads the calling task may keep
+    busy now, numba's count or BLAS's limit, the larger."""
+    blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    return np.full((len(X), 1), max([numba.get_num_threads()] + blas), dtype=float)
+
+
+@pytest.mark.cluster
+def test_workers_run_no_more_threads_than_they_were_given(client):
+    X = np.random.RandomState(0).rand(40, 6, 6)
+    conv = ConvPoolTransformer(FunctionTransformer(_threads_seen), patch_size=3, n_patches=50,
+                               pool_size=4).fit(X)
+    assert conv.transform(X).max() == effective_threads(None)  # all cores, out of a worker
+    # One task at a time per worker, each on one thread: 2 busy threads in all.
+    assert conv.transform(da.from_array(X, chunks=5)).compute().max() == 1
+
+
+def _peak_and_spills(dask_worker):
+    # VmHWM, not getrusage's maxrss: that one keeps the peak of the large
+    # test process the worker was forked from before it exec'd.
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    return peak * 1024, dask_worker.data.cumulative_metrics.get(("disk-write", "count"), 0)
+
+
+@pytest.mark.cluster
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_out_of_core_transform_to_zarr(client, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    side = 64
+    # 3 worker memory limits in all, in blocks of 16 MiB made on the workers
+    # (cheaply: image i is a ramp times i). One window per image keeps the
+    # transform about as cheap as making the images.
+    n = 3 * _MEMORY_LIMIT // (8 * side * side)
+    ramp = np.linspace(0, 1, side * side).reshape(side, side)
+    images = da.arange(n, chunks=512, dtype=float)[:, None, None] * ramp
+    assert images.nbytes >= 3 * _MEMORY_LIMIT
+    conv = ConvPoolTransformer(PCA(n_components=2), patch_size=side, n_patches=100, pool_size=1,
+                               random_state=0).fit(np.random.RandomState(0).rand(100, side, side))
+    features = conv.transform(images)
+    features.to_zarr(str(tmp_path / "features.zarr"))
+    stored = zarr.open_array(str(tmp_path / "features.zarr"), mode="r")
+    assert stored.shape == features.shape == (len(images), 2)
+    assert_allclose(stored[-5:], conv.transform(images[-5:].compute()))
+    for peak, spills in client.run(_peak_and_spills).values():
+        assert peak < _MEMORY_LIMIT and spills == 0
+
+
+@pytest.mark.cluster
+def test_pixel_chunks_on_the_cluster(client, conv, images):
+    with dask.config.set({"array.chunk-size": "8KB"}):
+        lazy = conv.transform(da.from_array(images, chunks=(40, 5, 5)))
+    assert_allclose(lazy.compute(), conv.transform(images))
+
+
+@pytest.mark.cluster
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_grid_search_on_the_cluster_matches_loky(client):
+    joblib = pytest.importorskip("joblib")
+    digits = load_digits()
+    X, y = digits.images[:150] / 16.0, digits.target[:150]
+    model = make_pipeline(
+        ConvPoolTransformer(SparseAutoencoderFeatures(max_iter=15, random_state=0),
+                            n_patches=500, random_state=0),
+        LogisticRegression(max_iter=300),
+    )
+    grid = {
+        "convpooltransformer__patch_size": [3, 4],
+        "convpooltransformer__pool_size": [2, 3],
+        "convpooltransformer__encoder__n_components": [4, 8],
+    }
+    searches = {}
+    for backend in ["loky", "dask"]:
+        searches[backend] = GridSearchCV(model, grid, cv=2, n_jobs=2)
+        with joblib.parallel_config(backend=backend):
+            searches[backend].fit(X, y)
+    loky, on_dask = searches["loky"], searches["dask"]
+    assert on_dask.best_params_ == loky.best_params_
+    for split in range(2):
+        key = f"split{split}_test_score"
+        assert_allclose(on_dask.cv_results_[key], loky.cv_results_[key], rtol=1e-7)
+    # Not all alike, so that the same best is not a tie.
+    assert np.ptp(loky.cv_results_["mean_test_score"]) > 0
