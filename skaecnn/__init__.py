@@ -10,6 +10,7 @@ from ._convnet import ConvNetClassifier
 from ._convpool import ConvPoolTransformer
 from ._kmeans_triangle import KMeansTriangleFeatures
 from ._normalization import PatchNormalizer
+from ._validation import DataRangeWarning
 from ._whitening import ZCAWhitening
 
 __version__ = "0.1.0"
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConvNetClassifier",
     "ConvPoolTransformer",
+    "DataRangeWarning",
     "KMeansTriangleFeatures",
     "PatchNormalizer",
     "SparseAutoencoderFeatures",

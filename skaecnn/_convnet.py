@@ -14,16 +14,17 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.utils import assert_all_finite, check_random_state, gen_batches
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ._autoencoder import SparseAutoencoderFeatures
 from ._backprop import ACTIVATION_CODES, POOLING_CODES, ConvStage, Network, _log_softmax
-from ._convpool import ConvPoolTransformer, _pair, default_encoder
+from ._convpool import ConvPoolTransformer, default_encoder
 from ._folding import FoldedEncoder
 from ._images import check_images, working_dtype
 from ._threads import effective_threads, threads
+from ._validation import Interval
 from ._whitening import ZCAWhitening
 
 # Adam's moment decay rates and denominator guard (Kingma & Ba, 2015), and
@@ -104,7 +105,7 @@ def _stage_of(layer, index, input_shape, dtype):
         )
     return ConvStage(
         np.array(folded.weights, dtype=dtype), np.array(folded.bias, dtype=dtype),
-        layer.patch_size, _pair(layer.pool_size, "pool_size"), _POOLINGS[layer.pooling],
+        layer.patch_size_, layer.pool_size_, _POOLINGS[layer.pooling],
         _ACTIVATIONS[folded.activation], folded.normalize_epsilon, tuple(input_shape),
     )
 
@@ -299,7 +300,11 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         "pretrain": [StrOptions({"keep"}), "boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
-        "n_jobs": [Integral, None],
+        "n_jobs": [
+            None,
+            Interval(Integral, None, -1, closed="right"),
+            Interval(Integral, 1, None, closed="left"),
+        ],
     }
 
     def __init__(
@@ -365,8 +370,6 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                 f"dropout={self.dropout!r}, max_shift={self.max_shift!r}, "
                 f"early_stopping={self.early_stopping!r}."
             )
-        if self.n_jobs == 0:
-            raise ValueError("n_jobs must be None or a non-zero int; got 0.")
 
     def _check_images(self, X, reset):
         if not reset:

@@ -5,17 +5,12 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-    _fit_context,
-    clone,
-)
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.pipeline import make_pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, InvalidParameterError, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils._set_output import _wrap_data_with_container
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from ._autoencoder import SparseAutoencoderFeatures
 from ._dask import lazy_on_dask
@@ -25,7 +20,7 @@ from ._kernels import POOLINGS
 from ._layer import build_layer
 from ._normalization import PatchNormalizer
 from ._threads import effective_threads, threads
-from ._validation import Interval
+from ._validation import DataRangeWarning, Interval
 from ._whitening import ZCAWhitening
 
 # Working memory of one chunk of images when batch_size is None: for folded
@@ -74,7 +69,7 @@ def default_encoder(
     )
 
 
-class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class ConvPoolTransformer(TransformerMixin, BaseEstimator):
     """Learned patch features convolved over whole images, activated and pooled.
 
     :meth:`fit` draws ``n_patches`` random ``m x m`` patches from the images
@@ -115,12 +110,19 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         epsilon: 1.0 measured best on MNIST (97.6% held out with 5 x 5
         patches, pooling 4, StandardScaler and LogisticRegression; 0.1 gave
         97.3%).
-    patch_size : int, default=8
-        Side ``m`` of the square patches (filters).
+    patch_size : int or "auto", default="auto"
+        Side ``m`` of the square patches (filters). ``"auto"`` takes
+        ``min(max(3, s // 5), 8)`` for the shorter side ``s`` of the images
+        (at most ``s``): 3 for 8 x 8 digits and 16 x 16 images, 5 for MNIST's
+        28 x 28, 6 for CIFAR's 32 x 32 (Coates et al.'s size), 8 from 40 x 40
+        up (UFLDL's). The size used is ``patch_size_``.
     n_patches : int, default=10000
         Number of random patches the encoder is fitted on.
-    pool_size : int or (int, int), default=2
-        Height and width of the pooling regions.
+    pool_size : int, (int, int) or "auto", default="auto"
+        Height and width of the pooling regions. ``"auto"`` divides the
+        convolution maps into a 3 x 3 grid, as UFLDL pools its STL-10 maps:
+        ``max(1, (h - m + 1) // 3)`` rows and ``max(1, (w - m + 1) // 3)``
+        columns (the remainder dropped). The size used is ``pool_size_``.
     pooling : {"mean", "max", "sum"}, default="mean"
         Pooling function.
     pool_stride : int, (int, int) or None, default=None
@@ -152,7 +154,11 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         value constant like an alpha channel) are refused, naming both shapes.
     flatten : bool, default=True
         Return ``(n, ph*pw*k)`` rows; otherwise ``(n, ph, pw, k)`` maps, which a
-        second ConvPoolTransformer takes as images with ``k`` channels.
+        second ConvPoolTransformer takes as images with ``k`` channels. Rows
+        follow ``set_output`` (a DataFrame whose columns are
+        :meth:`get_feature_names_out`); maps stay an ndarray whatever the
+        output container, as a DataFrame holds 2-D data only, so stacked
+        layers work under ``set_output(transform="pandas")``.
     batch_size : int or None, default=None
         Images per chunk in :meth:`transform`; None sizes chunks to about
         32 MiB of working memory.
@@ -187,8 +193,17 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         generic path is taken with a warning naming the step.
     output_shape_ : tuple of int
         ``(ph, pw, k)``, the pooled maps of one image.
+    patch_size_ : int
+        The patch side ``m`` used (``patch_size``, or its "auto" value).
+    pool_size_ : (int, int)
+        The pooling regions used (``pool_size``, or its "auto" value).
     image_shape_ : tuple of int
         ``(h, w, c)`` of the training images.
+    value_range_ : (float, float)
+        Smallest and largest value of the sampled training patches.
+        :meth:`transform` warns (:class:`~skaecnn.DataRangeWarning`) when its
+        input reaches beyond this range by more than its width, as 8-bit
+        pixels into a model fitted on pixels scaled to [0, 1] do.
     n_features_in_ : int
         ``h * w * c``.
 
@@ -218,10 +233,13 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
     _parameter_constraints: dict = {
         "encoder": [None, HasMethods(["fit", "transform"])],
-        "patch_size": [Interval(Integral, 1, None, closed="left")],
+        "patch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "n_patches": [Interval(Integral, 1, None, closed="left")],
         # A pair is checked by _pair, with a message naming both forms.
-        "pool_size": [Interval(Integral, 1, None, closed="left"), tuple, list, np.ndarray],
+        "pool_size": [
+            Interval(Integral, 1, None, closed="left"), tuple, list, np.ndarray,
+            StrOptions({"auto"}),
+        ],
         "pooling": [StrOptions(set(POOLINGS))],
         "pool_stride": [None, Interval(Integral, 1, None, closed="left"), tuple, list, np.ndarray],
         "activation": [None, StrOptions(set(ENCODINGS))],
@@ -241,9 +259,9 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     def __init__(
         self,
         encoder=None,
-        patch_size=8,
+        patch_size="auto",
         n_patches=10000,
-        pool_size=2,
+        pool_size="auto",
         pooling="mean",
         pool_stride=None,
         activation=None,
@@ -270,27 +288,30 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self.random_state = random_state
         self.verbose = verbose
 
-    def _pooling_geometry(self):
-        """``(pool_size, pool_stride)`` as pairs (the stride None: regions tile the map)."""
-        size = _pair(self.pool_size, "pool_size")
-        stride = None if self.pool_stride is None else _pair(self.pool_stride, "pool_stride")
-        return size, stride
+    def _pool_stride(self):
+        """``pool_stride`` as a pair, or None (regions that tile the map)."""
+        return None if self.pool_stride is None else _pair(self.pool_stride, "pool_stride")
 
-    def _check_map_geometry(self, image_shape):
-        """Refuse images too small for a window or a pooling region."""
+    def _geometry(self, image_shape):
+        """``(patch_size, pool_size)`` for images of ``image_shape``, checked:
+        the parameters, or their "auto" values."""
         h, w, _ = image_shape
-        m = self.patch_size
+        m = min(max(3, min(h, w) // 5), 8, h, w) if self.patch_size == "auto" else self.patch_size
         if m > h or m > w:
             raise ValueError(
-                f"patch_size={m} is larger than the images ({h} x {w})."
+                f"patch_size={m} is larger than the images ({h} x {w}); use at most "
+                f"{min(h, w)}, or 'auto'."
             )
-        ph, pw = self._pooling_geometry()[0]
+        if self.pool_size == "auto":
+            return m, (max(1, (h - m + 1) // 3), max(1, (w - m + 1) // 3))
+        ph, pw = _pair(self.pool_size, "pool_size")
         if ph > h - m + 1 or pw > w - m + 1:
             raise ValueError(
                 f"pool_size={self.pool_size!r} is larger than the "
                 f"{h - m + 1} x {w - m + 1} convolution maps (images {h} x {w}, "
-                f"patch_size={m})."
+                f"patch_size={m}); use at most ({h - m + 1}, {w - m + 1}), or 'auto'."
             )
+        return m, (ph, pw)
 
     # The encoder is the user's: its own fit validates its parameters.
     @_fit_context(prefer_skip_nested_validation=False)
@@ -311,14 +332,17 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self : ConvPoolTransformer
             The fitted transformer.
         """
-        pool_size, pool_stride = self._pooling_geometry()
+        if self.pool_size != "auto":
+            _pair(self.pool_size, "pool_size")
+        pool_stride = self._pool_stride()
         images = open_images(X, self.image_shape)
-        self._check_map_geometry(images.shape[1:])
+        patch_size, pool_size = self._geometry(images.shape[1:])
         rng = check_random_state(self.random_state)
         start = time.perf_counter()
         patches = sample_patches(
-            images, self.patch_size, self.n_patches, rng, working_dtype(images.dtype)
+            images, patch_size, self.n_patches, rng, working_dtype(images.dtype)
         )
+        self.value_range_ = (float(patches.min()), float(patches.max()))
         if self.verbose:
             print(
                 f"[{type(self).__name__}] Sampled {self.n_patches} patches of "
@@ -337,7 +361,7 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         with threads(n_threads):
             self.encoder_.fit(patches)
             self.layer_, reason, mismatch = build_layer(
-                self.encoder_, patches, self.patch_size, images.shape[3], self.pooling,
+                self.encoder_, patches, patch_size, images.shape[3], self.pooling,
                 pool_size, pool_stride,
                 None if self.activation is None else Encoding(self.activation, self.alpha),
             )
@@ -366,10 +390,16 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
     def _check_transform_input(self, X):
         check_is_fitted(self)
-        images = check_images(X, self.image_shape)
+        try:
+            images = check_images(X, self.image_shape)
+        except ValueError:
+            error = self._one_image_error(X)
+            if error is None:
+                raise
+            raise error from None
         n_features = int(np.prod(images.shape[1:]))
         if n_features != self.n_features_in_:
-            raise ValueError(
+            raise self._one_image_error(X) or ValueError(
                 f"X has {n_features} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input (images of shape "
                 f"{self.image_shape_}, height x width x channels)."
@@ -380,6 +410,20 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                 f"but {type(self).__name__} was fitted on {self.image_shape_}."
             )
         return images
+
+    def _one_image_error(self, X):
+        """The error for ``X`` refused as a batch when it is one image, or None.
+
+        One image where a batch is expected is otherwise read as a batch of
+        rows and refused for its width.
+        """
+        shape, (h, w, c) = np.asarray(X).shape, self.image_shape_
+        if shape == (h, w, c) or (c == 1 and shape == (h, w)):
+            return ValueError(
+                f"X is one image of shape {shape}, but {type(self).__name__} expects a "
+                f"batch of images: pass X[None] (or X.reshape((1,) + X.shape))."
+            )
+        return None
 
     @lazy_on_dask
     def transform(self, X):
@@ -392,12 +436,37 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
         Returns
         -------
-        features : ndarray of shape (n, ph*pw*k), or (n, ph, pw, k) if not flatten
-            Pooled maps, float32 for float32 input, else float64.
+        features : ndarray or DataFrame of shape (n, ph*pw*k), or ndarray (n, ph, pw, k) if not flatten
+            Pooled maps, float32 for float32 input, else float64; rows in the
+            container of ``set_output``, maps always an ndarray (see ``flatten``).
+
+        Warns
+        -----
+        DataRangeWarning
+            When ``X`` reaches beyond ``value_range_`` by more than its width.
         """
         images = self._check_transform_input(X)
-        out = self._convolve_pool(images, self.layer_)
-        return out.reshape(out.shape[0], -1) if self.flatten else out
+        maps = self._convolve_pool(images, self.layer_)
+        if not self.flatten:
+            return maps
+        return _wrap_data_with_container("transform", maps.reshape(len(maps), -1), X, self)
+
+    def fit_transform(self, X, y=None):
+        """Fit on the images, then :meth:`transform` them.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, h, w), (n, h, w, c) or (n, h*w*c)
+            Training images, any real dtype.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        features : ndarray or DataFrame of shape (n, ph*pw*k), or ndarray (n, ph, pw, k) if not flatten
+            As :meth:`transform` returns them.
+        """
+        return self.fit(X, y).transform(X)
 
     @lazy_on_dask
     def convolve(self, X):
@@ -436,18 +505,35 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             chunk = self.batch_size or max(1, _CHUNK_BYTES // (positions * (d + k) * dtype.itemsize))
             blas_threads = None
         start = last_report = time.perf_counter()
+        low, high = np.inf, -np.inf
         with threads(effective_threads(self.n_jobs), blas_threads):
             for begin in range(0, n, chunk):
                 nb = min(chunk, n - begin)
                 # Converted within the call, so that one chunk's copy at most is alive.
                 batch = np.ascontiguousarray(images[begin : begin + nb], dtype=dtype)
                 layer.forward(batch, out[begin : begin + nb])
+                low, high = min(low, batch.min()), max(high, batch.max())
                 del batch
                 now = time.perf_counter()
                 if self.verbose and (now - last_report > 1.0 or begin + nb == n):
                     last_report = now
                     self._report_progress(begin + nb, n, now - start)
+        self._check_value_range(float(low), float(high))
         return out
+
+    def _check_value_range(self, low, high):
+        fit_low, fit_high = self.value_range_
+        width = fit_high - fit_low
+        if low < fit_low - width or high > fit_high + width:
+            warnings.warn(
+                f"X holds values in [{low:.4g}, {high:.4g}], far outside the range "
+                f"[{fit_low:.4g}, {fit_high:.4g}] of the patches {type(self).__name__} "
+                "was fitted on: its features describe such images poorly (as with "
+                "8-bit pixels into a model fitted on pixels / 255). Scale X as the "
+                "training images were.",
+                DataRangeWarning,
+                stacklevel=5,  # the caller of transform
+            )
 
     def _report_progress(self, done, total, elapsed):
         rate = done / elapsed if elapsed > 0 else float("inf")
@@ -470,10 +556,51 @@ class ConvPoolTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         return self.layer_.intercept
 
     @property
-    def _n_features_out(self):
-        return int(np.prod(self.output_shape_))
+    def patch_size_(self):
+        """The patch side ``m`` used (see Attributes)."""
+        check_is_fitted(self)
+        return self.layer_.patch_size
+
+    @property
+    def pool_size_(self):
+        """The pooling regions ``(ph, pw)`` used (see Attributes)."""
+        check_is_fitted(self)
+        return self.layer_.pool_size
+
+    def get_feature_names_out(self, input_features=None):
+        """Names ``f{filter}_r{row}_c{column}`` of the features, in output order.
+
+        Feature ``(i * pw + j) * k + f`` is the activation of filter ``f``
+        pooled over region ``(i, j)``, counted from the top left.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Only checked against the input seen in :meth:`fit`: the names
+            describe filters and positions, not pixels.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+            ``ph * pw * k`` names, e.g. ``"f12_r3_c4"``: filter 12, pooling
+            region in row 3, column 4.
+        """
+        check_is_fitted(self)
+        _check_feature_names_in(self, input_features, generate_names=False)
+        ph, pw, k = self.output_shape_
+        return np.asarray(
+            [f"f{f}_r{i}_c{j}" for i in range(ph) for j in range(pw) for f in range(k)],
+            dtype=object,
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+# scikit-learn wraps the transform and fit_transform a class defines so that
+# they return the container of set_output. A DataFrame holds 2-D data only:
+# transform wraps the rows itself and returns maps (flatten=False) as arrays.
+ConvPoolTransformer.transform = ConvPoolTransformer.transform.__wrapped__
+ConvPoolTransformer.fit_transform = ConvPoolTransformer.fit_transform.__wrapped__

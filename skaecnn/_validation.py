@@ -1,4 +1,5 @@
-"""Parameter checks shared by the estimators and the plotting functions.
+"""Parameter checks shared by the estimators and the plotting functions, and
+the warning about input outside the fitted range.
 
 Estimators declare ``_parameter_constraints`` for scikit-learn's validation
 (``InvalidParameterError``, honouring ``skip_parameter_validation``); the
@@ -20,6 +21,15 @@ class Interval(_SklearnInterval):
 
     def is_satisfied_by(self, val):
         return not isinstance(val, bool) and super().is_satisfied_by(val)
+
+
+class DataRangeWarning(UserWarning):
+    """Input values far outside the range an estimator was fitted on.
+
+    :class:`ConvPoolTransformer` issues it when images to transform reach
+    beyond the values of its training patches by more than their width, as
+    8-bit pixels (0-255) given to a model fitted on pixels scaled to [0, 1].
+    """
 
 
 def check_option(value, name, options):
