@@ -5,6 +5,8 @@ convolved over whole images, passed through the activation and pooled into one
 feature vector per image, for any scikit-learn classifier.
 """
 
+# Registers the notice printed while numba compiles the kernels.
+from . import _compiling  # noqa: F401
 from ._autoencoder import SparseAutoencoderFeatures
 from ._convnet import ConvNetClassifier
 from ._convpool import ConvPoolTransformer

@@ -1,12 +1,14 @@
 """What a new user meets first (issue 14): defaults that fit the common image
 sizes, pandas output with stacked layers, input far from the fitted range, a
-single image for a batch, nonsense hyperparameters."""
+single image for a batch, nonsense hyperparameters, compile pauses."""
 
+import math
 import warnings
 
 import numpy as np
 import pytest
 import sklearn
+from numba import njit
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
@@ -23,6 +25,7 @@ from skaecnn import (
     SparseAutoencoderFeatures,
     ZCAWhitening,
 )
+from skaecnn import _compiling
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -196,3 +199,28 @@ def test_nonfinite_and_nonsense_hyperparameters_are_refused(estimator):
     for name, value in bad:
         with pytest.raises(InvalidParameterError, match=f"'{name}' parameter"):
             sklearn.clone(estimator).set_params(**{name: value}).fit(X, y)
+
+
+# -- compile notice ----------------------------------------------------------------
+
+
+def _kernel(name):
+    # A function of this package that numba has never compiled (no cache).
+    def kernel(x):
+        return x + 1
+
+    kernel.__module__, kernel.__qualname__ = "skaecnn._test_kernels", name
+    return njit(kernel)
+
+
+def test_compiling_prints_one_line_to_stderr(capfd, monkeypatch):
+    # As if no kernel had been compiled just before.
+    monkeypatch.setattr(_compiling._notice, "_last_end", -math.inf)
+    first, second = _kernel("first"), _kernel("second")
+    first(1.0)
+    second(1.0)  # compiled right after: the same notice
+    first(2.0)  # compiled already
+    out, err = capfd.readouterr()
+    assert err.splitlines() == [_compiling.NOTICE] and out == ""
+    njit(lambda x: x - 1)(1.0)  # not skaecnn's
+    assert capfd.readouterr().err == ""
