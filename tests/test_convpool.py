@@ -35,13 +35,11 @@ def reference(conv, images, pool=None, dtype=np.float64):
     images = np.asarray(images, dtype=dtype)
     if images.ndim == 3:
         images = images[..., None]
-    m = conv.patch_size
+    m = conv.patch_size_
     windows = sliding_window_view(images, (m, m), axis=(1, 2)).transpose(0, 1, 2, 4, 5, 3)
     n, oh, ow = windows.shape[:3]
     maps = conv.encoder_.transform(windows.reshape(n * oh * ow, -1)).reshape(n, oh, ow, -1)
-    ph, pw = (conv.pool_size,) * 2 if np.ndim(conv.pool_size) == 0 else conv.pool_size
-    if pool is not None:
-        ph, pw = pool
+    ph, pw = conv.pool_size_ if pool is None else pool
     nh, nw = oh // ph, ow // pw
     blocks = maps[:, : nh * ph, : nw * pw].reshape(n, nh, ph, nw, pw, -1)
     return {"mean": np.mean, "max": np.max, "sum": np.sum}[conv.pooling](blocks, axis=(2, 4))
