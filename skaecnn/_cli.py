@@ -230,8 +230,9 @@ class _Progress:
     """One line per stage on stdout, ending with its time.
 
     On a terminal the line shows while its stage runs and is completed in
-    place; elsewhere (a log file, a pipe) only the completed line is written,
-    so that logs hold no carriage returns.
+    place (so it must stay shorter than the terminal: a wrapped line cannot be
+    rewritten); elsewhere (a log file, a pipe) only the completed line is
+    written, so that logs hold no carriage returns.
     """
 
     def __init__(self, quiet):
@@ -372,22 +373,21 @@ def main(argv=None):
     def one_thread():
         return threadpool_limits(limits=1, user_api="blas")
 
-    with progress.stage(f"learning {args.n_components} filters of {m} x {m} pixels "
-                        f"from {args.n_patches} patches") as notes:
+    with progress.stage(f"learning {args.n_components} {m}x{m} filters from "
+                        f"{args.n_patches} patches") as notes:
         start = time.perf_counter()
         with one_thread():
             conv.fit(X_train)
         features_train = conv.transform(X_train)
         fit_time = time.perf_counter() - start
-        notes.append(f"{conv.encoder_[-1].n_iter_} L-BFGS iterations")
+        notes.append(f"{conv.encoder_[-1].n_iter_} iterations")
     rows = []
     if y_train is not None:
         with progress.stage(f"features of the {len(X_test)} test images"):
             start = time.perf_counter()
             features_test = conv.transform(X_test)
             transform_time = time.perf_counter() - start
-        with progress.stage("logistic regressions on raw pixels and on the features"), \
-                one_thread():
+        with progress.stage("logistic regressions (pixels, features)"), one_thread():
             raw_acc, raw_time = _classify(
                 X_train.reshape(len(X_train), -1), y_train,
                 X_test.reshape(len(X_test), -1), y_test,
@@ -401,11 +401,11 @@ def main(argv=None):
         ]
     photo_encoder = None
     if name == "digits":
-        with progress.stage(f"learning 64 filters from {_PHOTO_PATCHES} patches of "
-                            "scikit-learn's sample photographs") as notes, one_thread():
+        with progress.stage(f"learning 64 8x8 filters from {_PHOTO_PATCHES} photo "
+                            "patches") as notes, one_thread():
             photo_encoder = _photo_encoder(args.seed)
-            notes.append(f"{photo_encoder[-1].n_iter_} L-BFGS iterations")
-    with progress.stage("pictures"):
+            notes.append(f"{photo_encoder[-1].n_iter_} iterations")
+    with progress.stage("drawing the pictures"):
         written = _save_pictures(conv, X_train, X_test, photo_encoder, out)
 
     if rows:

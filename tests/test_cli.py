@@ -35,8 +35,11 @@ def test_default_job_warns_nothing_and_writes_every_picture(tmp_path, capsys):
     # One line per stage, no in-place updates outside a terminal, no solver chatter.
     stages = [line for line in lines if " ... " in line]
     assert [line.split(" ... ")[0].split()[0] for line in stages] == [
-        "learning", "features", "logistic", "learning", "pictures"
+        "learning", "features", "logistic", "learning", "drawing"
     ]
+    # Short enough not to wrap on an 80-column terminal, where \r could not
+    # rewrite them.
+    assert max(map(len, stages)) < 80
     assert all(line.split(" ... ")[1].split()[1].startswith("s") for line in stages)
     assert "\r" not in out and "Iteration" not in out and "images/s" not in out
     raw, learned = _accuracies(out)
