@@ -166,11 +166,11 @@ class Config:
 
 DATASETS = {
     # 8x8 images: 3x3 patches, 6x6 maps pooled over quadrants.
-    "digits": Config(3, 3, 100, 10000, 400, 100, 3, Recipe(100, 0.25, 4, 2)),
+    "digits": Config(3, 3, 100, 10000, 400, 100, 3, Recipe(100, 0.5, 4, 2)),
     # 28x28: 5x5 patches, 24x24 maps pooled into a 4x4 grid (k = 200: 3200
     # features; k = 400 from 20000 patches took 3x longer for no gain).
     # default-conv pools 4x4 regions (6x6 grid), as in the library's target.
-    "mnist": Config(5, 6, 200, 10000, 400, 256, 4, Recipe(200, 0.25, 6, 3)),
+    "mnist": Config(5, 6, 200, 10000, 400, 256, 4, Recipe(100, 1.5, 9, 3)),
     # 32x32x3: Coates et al.'s 6x6 patches, k = 1600, quadrant pooling of the
     # 27x27 maps (13x13 regions; the last row and column are dropped).
     "cifar10": Config(6, 13, 1600, 100000, 400, 400, 13),

@@ -1,10 +1,10 @@
 """Choose the ``recipe`` of ``benchmarks/accuracy.py`` by cross-validation on the training half.
 
 Every combination of the options given (dictionary, k, activation, alpha,
-pooling) is scored by stratified k-fold cross-validation of ``ConvPoolTransformer
--> StandardScaler -> LogisticRegression(C=1)`` on a stratified subsample of
+pooling, ZCA epsilon, patch size, the classifier's ``C``) is scored by stratified k-fold cross-validation of ``ConvPoolTransformer
+-> StandardScaler -> LogisticRegression(C)`` on a stratified subsample of
 the data set's *training* split as ``accuracy.py`` loads it (the test split is
-never read). The dictionary's encoder is ``PatchNormalizer -> ZCAWhitening(0.1)
+never read). The dictionary's encoder is ``PatchNormalizer -> ZCAWhitening(zca)
 -> KMeansTriangleFeatures`` (``kmeans``) or the UFLDL sparse autoencoder
 (``sae``, as ``sae-conv``); ``--activation none`` keeps the encoder's own
 activation (triangle or sigmoid), for which ``alpha`` is unused. Prints one
@@ -38,7 +38,8 @@ from skaecnn import (
 )
 
 
-def make_pipe(cfg, shape, dictionary, k, activation, alpha, pool, n_jobs, random_state):
+def make_pipe(cfg, shape, dictionary, k, activation, alpha, pool, C, zca, m, n_jobs,
+              random_state):
     if dictionary == "kmeans":
         last = KMeansTriangleFeatures(n_components=k, random_state=random_state)
     else:
@@ -47,12 +48,12 @@ def make_pipe(cfg, shape, dictionary, k, activation, alpha, pool, n_jobs, random
             alpha=3e-3, max_iter=cfg.sae_max_iter, random_state=random_state,
         )
     conv = ConvPoolTransformer(
-        make_pipeline(PatchNormalizer(epsilon=EPSILON), ZCAWhitening(epsilon=0.1), last),
-        patch_size=cfg.patch_size, n_patches=cfg.n_patches, pool_size=pool[0],
+        make_pipeline(PatchNormalizer(epsilon=EPSILON), ZCAWhitening(epsilon=zca), last),
+        patch_size=m, n_patches=cfg.n_patches, pool_size=pool[0],
         pool_stride=pool[1], activation=activation, alpha=alpha, image_shape=shape,
         n_jobs=n_jobs, random_state=random_state,
     )
-    return make_pipeline(conv, StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+    return make_pipeline(conv, StandardScaler(), LogisticRegression(C=C, max_iter=1000))
 
 
 def main(argv=None):
@@ -69,6 +70,12 @@ def main(argv=None):
     parser.add_argument("--alpha", nargs="+", type=float, default=[0.25])
     parser.add_argument("--pool", nargs="+", default=["6:3"],
                         help="pooling regions as SIZE:STRIDE (default 6:3)")
+    parser.add_argument("--C", nargs="+", type=float, default=[1.0],
+                        help="inverse regularization of the logistic regression (default 1)")
+    parser.add_argument("--zca", nargs="+", type=float, default=[0.1],
+                        help="epsilon of the ZCA whitening (default 0.1)")
+    parser.add_argument("--patch-size", nargs="+", type=int,
+                        help="patch side m (default: the data set's, as accuracy.py)")
     parser.add_argument("--random-state", type=int, default=0)
     parser.add_argument("--n-jobs", type=int, default=None)
     args = parser.parse_args(argv)
@@ -85,18 +92,21 @@ def main(argv=None):
     cfg = DATASETS[args.dataset]
     cv = StratifiedKFold(args.folds, shuffle=True, random_state=args.random_state)
     rows = []
-    for dictionary, k, activation, pool in itertools.product(
-        args.dictionary, args.k, args.activation, pools
+    for dictionary, k, activation, pool, C, zca, m in itertools.product(
+        args.dictionary, args.k, args.activation, pools, args.C, args.zca,
+        args.patch_size or [cfg.patch_size],
     ):
         for alpha in args.alpha if activation != "none" else [None]:
             pipe = make_pipe(cfg, shape, dictionary, k, None if activation == "none" else activation,
-                             alpha or 0.0, pool, args.n_jobs, args.random_state)
+                             alpha or 0.0, pool, C, zca, m, args.n_jobs, args.random_state)
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 scores = cross_val_score(pipe, X, y, cv=cv)
             name = (f"{dictionary} k={k} {activation}"
-                    + ("" if alpha is None else f" alpha={alpha:g}") + f" pool {pool[0]}:{pool[1]}")
+                    + ("" if alpha is None else f" alpha={alpha:g}") + f" pool {pool[0]}:{pool[1]}"
+                    + ("" if C == 1 else f" C={C:g}") + ("" if zca == 0.1 else f" zca={zca:g}")
+                    + ("" if m == cfg.patch_size else f" m={m}"))
             rows.append((scores.mean(), scores.std(), scores.min(), name))
             log(f"  {name}: {100 * scores.mean():.2f}% +- {100 * scores.std():.2f} "
                 f"({time.perf_counter() - start:.0f} s)")

@@ -359,18 +359,21 @@ def _compose(activation, pooling, patches, responses, bias, n_cols, start, pool,
                 pooled):
         k = pooled.shape[-1]
         b = rows(patches, responses, bias, k)
-        for r in range(responses.shape[0]):
-            i, j = divmod(start + r, n_cols)
-            a0, a1 = _regions(i, pool[0], stride[0], pooled.shape[0])
-            c0, c1 = _regions(j, pool[1], stride[1], pooled.shape[1])
-            z = responses[r]
-            if a0 == a1 and c0 == c1:
-                # One region (always, when the regions tile the map): activate
-                # and pool in one pass.
-                cell = pooled[a0, c0]
+        if pool[0] == stride[0] and pool[1] == stride[1]:
+            # Every position in one region: activate and pool in one pass,
+            # without the bounds below (measurably slower per row).
+            for r in range(responses.shape[0]):
+                i, j = divmod(start + r, n_cols)
+                z = responses[r]
+                cell = pooled[i // pool[0], j // pool[1]]
                 for t in range(k):
                     cell[t] = combine(cell[t], f(z[t] + b[t]))
-                continue
+            return
+        for r in range(responses.shape[0]):
+            i, j = divmod(start + r, n_cols)
+            z = responses[r]
+            a0, a1 = _regions(i, pool[0], stride[0], pooled.shape[0])
+            c0, c1 = _regions(j, pool[1], stride[1], pooled.shape[1])
             for t in range(k):
                 z[t] = f(z[t] + b[t])
             for a in range(a0, a1 + 1):

@@ -134,7 +134,10 @@ def test_split_of_the_default_encoder_has_twice_its_features_and_shares_its_filt
 
 @pytest.mark.parametrize("pooling", ["mean", "max", "sum"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("size, stride", [((3, 3), (1, 2)), ((4, 2), (2, 3)), ((2, 2), (2, 2))])
+# Regions of whole tiles (6 x 4 every 3 x 2) are pooled from the tiles' pooling.
+@pytest.mark.parametrize(
+    "size, stride", [((3, 3), (1, 2)), ((4, 2), (2, 3)), ((2, 2), (2, 2)), ((6, 4), (3, 2))]
+)
 @pytest.mark.parametrize("folded", [True, False])
 def test_pool_stride_equals_its_definition(pooling, dtype, size, stride, folded):
     X = images(h=12, w=11, seed=2).astype(dtype)
@@ -186,3 +189,17 @@ def test_convnet_fine_tunes_split_layers_and_refuses_overlapping_pools():
     overlapping = ConvPoolTransformer(pool_stride=1, **params)
     with pytest.raises(ValueError, match=r"pool_stride=1"):
         ConvNetClassifier(layers=[overlapping], max_iter=1, random_state=0).fit(X, y)
+
+
+def test_tiles_of_overlapping_regions_pooled_in_groups_of_images(monkeypatch):
+    X = images(h=12, w=11, seed=4)
+    conv = ConvPoolTransformer(sae(), patch_size=3, n_patches=200, pool_size=(4, 3),
+                               pool_stride=(2, 3), random_state=0).fit(X)
+    whole = conv.transform(X)
+    # A few hundred bytes: one image's tiles at a time.
+    monkeypatch.setattr("skaecnn._layer._TILE_BYTES", 500)
+    np.testing.assert_array_equal(conv.transform(X), whole)
+    patches, (n, oh, ow) = windows(conv, X)
+    maps = conv.encoder_.transform(patches).reshape(n, oh, ow, -1)
+    expected = pool(maps, "mean", (4, 3), (2, 3)).reshape(len(X), -1)
+    np.testing.assert_allclose(whole, expected, rtol=1e-10, atol=1e-10)
