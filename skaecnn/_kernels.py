@@ -420,6 +420,32 @@ def map_extent(n_pooled, size, stride):
     return (n_pooled - 1) * stride + size
 
 
+@njit
+def _tiling(pool, stride, n_ph, n_pw):
+    """How the maps are pooled: ``(tile, tile stride, tiles per region, tile grid)``.
+
+    Overlapping regions made of whole ``stride`` tiles are pooled from the
+    pooled tiles, which adds every position once instead of once per region
+    holding it (4 times for 6 x 6 regions every 3); other regions are pooled
+    directly (one tile per region).
+    """
+    if (pool[0] % stride[0] == 0 and pool[1] % stride[1] == 0
+            and (pool[0] != stride[0] or pool[1] != stride[1])):
+        per_region = (pool[0] // stride[0], pool[1] // stride[1])
+        return stride, stride, per_region, (n_ph - 1 + per_region[0], n_pw - 1 + per_region[1])
+    return pool, stride, (1, 1), (n_ph, n_pw)
+
+
+@njit
+def _pool_tiles(pooling, tiles, per_region, no_bias, out):
+    """Pool the pooled ``tiles`` (th, tw, k) over windows of ``per_region`` tiles into ``out``."""
+    _start_pool(pooling, out)
+    rows = tiles.reshape(tiles.shape[0] * tiles.shape[1], tiles.shape[2])
+    _activate_pool(_IDENTITY, pooling, rows, rows, no_bias, tiles.shape[1], 0, per_region,
+                   (1, 1), out)
+    _finish_pool(pooling, out, per_region[0], per_region[1])
+
+
 @njit(cache=True, parallel=True)
 def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, pooling, pool,
                   stride, n_threads, out):
@@ -435,26 +461,33 @@ def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, po
     numba.get_num_threads()`` (in here, that call would keep the kernel from
     being cached).
     """
-    n_images = out.shape[0]
-    n_ph, n_pw = out.shape[1], out.shape[2]
+    n_images, n_ph, n_pw, k = out.shape
     d, n_responses = filters_t.shape
     n_cols = map_extent(n_pw, pool[1], stride[1])
     positions = map_extent(n_ph, pool[0], stride[0]) * n_cols
+    tile, tile_stride, per_region, grid = _tiling(pool, stride, n_ph, n_pw)
+    tiled = per_region[0] > 1 or per_region[1] > 1
     block = max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // ((d + n_responses) * filters_t.itemsize))
     block = min(block, positions)
     patches = np.empty((n_threads, block, d), dtype=filters_t.dtype)
     responses = np.empty((n_threads, block, n_responses), dtype=filters_t.dtype)
+    tiles = np.empty((n_threads if tiled else 0, grid[0], grid[1], k), dtype=out.dtype)
+    no_bias = np.zeros(k, dtype=out.dtype)
     for b in prange(n_images):
         thread = get_thread_id()
-        _start_pool(pooling, out[b])
+        cells = tiles[thread] if tiled else out[b]
+        _start_pool(pooling, cells)
         for start in range(0, positions, block):
             rows = min(block, positions - start)
             P = patches[thread, :rows]
             R = responses[thread, :rows]
             _extract(images[b], m, n_cols, start, normalize, epsilon, P)
             np.dot(P, filters_t, R)
-            _activate_pool(activation, pooling, P, R, bias, n_cols, start, pool, stride, out[b])
-        _finish_pool(pooling, out[b], pool[0], pool[1])
+            _activate_pool(activation, pooling, P, R, bias, n_cols, start, tile, tile_stride,
+                           cells)
+        _finish_pool(pooling, cells, tile[0], tile[1])
+        if tiled:
+            _pool_tiles(pooling, cells, per_region, no_bias, out[b])
 
 
 @njit(cache=True, parallel=True)
@@ -478,11 +511,18 @@ def pool(responses, pooling, size, stride, out):
     columns)`` pairs), with ``n_rows = map_extent(ph, size[0], stride[0])``
     and ``n_cols`` likewise.
     """
-    n_cols = map_extent(out.shape[2], size[1], stride[1])
-    positions = map_extent(out.shape[1], size[0], stride[0]) * n_cols
-    no_bias = np.zeros(out.shape[3], dtype=out.dtype)
-    for b in prange(out.shape[0]):
+    n_images, n_ph, n_pw, k = out.shape
+    n_cols = map_extent(n_pw, size[1], stride[1])
+    positions = map_extent(n_ph, size[0], stride[0]) * n_cols
+    tile, tile_stride, per_region, grid = _tiling(size, stride, n_ph, n_pw)
+    tiled = per_region[0] > 1 or per_region[1] > 1
+    tiles = np.empty((n_images if tiled else 0, grid[0], grid[1], k), dtype=out.dtype)
+    no_bias = np.zeros(k, dtype=out.dtype)
+    for b in prange(n_images):
         R = responses[b * positions : (b + 1) * positions]
-        _start_pool(pooling, out[b])
-        _activate_pool(_IDENTITY, pooling, R, R, no_bias, n_cols, 0, size, stride, out[b])
-        _finish_pool(pooling, out[b], size[0], size[1])
+        cells = tiles[b] if tiled else out[b]
+        _start_pool(pooling, cells)
+        _activate_pool(_IDENTITY, pooling, R, R, no_bias, n_cols, 0, tile, tile_stride, cells)
+        _finish_pool(pooling, cells, tile[0], tile[1])
+        if tiled:
+            _pool_tiles(pooling, cells, per_region, no_bias, out[b])

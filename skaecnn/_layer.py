@@ -22,8 +22,6 @@ from ._folding import EncodedResponses, FoldedEncoder, encoder_steps, fold_encod
 
 # Rows of the fitted patches a fold is verified on.
 _N_VERIFY = 48
-# Pooled tiles of overlapping regions held at once (see ConvPoolLayer.forward).
-_TILE_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -108,24 +106,8 @@ class ConvPoolLayer:
         matrix products).
         """
         m, size, stride = self.patch_size, self.pool_size, self.stride
-        n, n_ph, n_pw, k = out.shape
+        n, n_ph, n_pw, _ = out.shape
         pooling = _kernels.Stage(self.pooling)
-        if size != stride and all(p % s == 0 for p, s in zip(size, stride)):
-            # Overlapping regions of whole stride x stride tiles: pooling the
-            # tiles first adds every position once instead of once per region
-            # holding it (4 times for 6 x 6 regions every 3), then each region
-            # pools its tiles.
-            tiles_per_region = tuple(p // s for p, s in zip(size, stride))
-            tiled = self.with_pooling(pool_size=stride)
-            shape = (n_ph - 1 + tiles_per_region[0], n_pw - 1 + tiles_per_region[1], k)
-            group = max(1, _TILE_BYTES // (int(np.prod(shape)) * out.itemsize))
-            tiles = np.empty((min(group, n),) + shape, dtype=out.dtype)
-            for begin in range(0, n, group):
-                batch = tiles[: min(group, n - begin)]
-                tiled.forward(images[begin : begin + len(batch)], batch)
-                _kernels.pool(batch.reshape(-1, k), pooling, tiles_per_region, (1, 1),
-                              out[begin : begin + len(batch)])
-            return out
         if self.folded:
             enc = self.encoder
             normalize = enc.normalize_epsilon is not None

@@ -190,16 +190,3 @@ def test_convnet_fine_tunes_split_layers_and_refuses_overlapping_pools():
     with pytest.raises(ValueError, match=r"pool_stride=1"):
         ConvNetClassifier(layers=[overlapping], max_iter=1, random_state=0).fit(X, y)
 
-
-def test_tiles_of_overlapping_regions_pooled_in_groups_of_images(monkeypatch):
-    X = images(h=12, w=11, seed=4)
-    conv = ConvPoolTransformer(sae(), patch_size=3, n_patches=200, pool_size=(4, 3),
-                               pool_stride=(2, 3), random_state=0).fit(X)
-    whole = conv.transform(X)
-    # A few hundred bytes: one image's tiles at a time.
-    monkeypatch.setattr("skaecnn._layer._TILE_BYTES", 500)
-    np.testing.assert_array_equal(conv.transform(X), whole)
-    patches, (n, oh, ow) = windows(conv, X)
-    maps = conv.encoder_.transform(patches).reshape(n, oh, ow, -1)
-    expected = pool(maps, "mean", (4, 3), (2, 3)).reshape(len(X), -1)
-    np.testing.assert_allclose(whole, expected, rtol=1e-10, atol=1e-10)
