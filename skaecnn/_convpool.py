@@ -568,7 +568,7 @@ class ConvPoolTransformer(TransformerMixin, BaseEstimator):
         return self.layer_.pool_size
 
     def get_feature_names_out(self, input_features=None):
-        """Names ``f{filter}_r{row}_c{column}`` of the features, in output order.
+        """Return the names ``f{filter}_r{row}_c{column}`` of the features, in order.
 
         Feature ``(i * pw + j) * k + f`` is the activation of filter ``f``
         pooled over region ``(i, j)``, counted from the top left.
