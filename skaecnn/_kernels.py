@@ -211,6 +211,11 @@ def _max(largest, value):
     return max(largest, value)
 
 
+def _sums_tolerance(eps, d):
+    # The fold computes the same sums in another order.
+    return np.sqrt(eps)
+
+
 @dataclass(frozen=True)
 class Activation:
     """An activation stage of the kernels.
@@ -235,6 +240,10 @@ class Activation:
         ``responses(matrix, offset)``: the affine map, from a step's fold,
         whose outputs an encoding of ``_folding.ENCODINGS`` thresholds in
         place of this activation; None: the activation's own input.
+    tolerance : callable
+        ``tolerance(eps, d)``: how far, relative to the largest feature, the
+        fold of a ``d``-value window may round away from the encoder's own
+        transform in a dtype of precision ``eps``.
     """
 
     elementwise: object
@@ -242,6 +251,14 @@ class Activation:
     needs_input: bool = False
     filter_scale: float = 1.0
     responses: object = None
+    tolerance: object = _sums_tolerance
+
+
+def _distance_tolerance(eps, d):
+    # A window on a centroid: its squared distance cancels to zero from the
+    # d-term sums ||x'||^2 - 2 x'.c + ||c||^2, and the square root keeps about
+    # sqrt(d * eps) of the distances, which bound the features.
+    return np.sqrt(d * eps)
 
 
 def _centroid_directions(matrix, offset):
@@ -272,7 +289,7 @@ ACTIVATIONS = {
     "sigmoid": Activation(sigmoid),
     "triangle": Activation(
         _identity, rows=_triangle, needs_input=True, filter_scale=-2.0,
-        responses=_centroid_directions,
+        responses=_centroid_directions, tolerance=_distance_tolerance,
     ),
     # The stage of the encodings of ``_folding.ENCODINGS``.
     "relu": Activation(relu),

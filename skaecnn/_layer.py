@@ -156,8 +156,9 @@ def _fold_error(layer, encoder, patches):
     scale = np.abs(expected).max(initial=0.0)
     error = np.abs(got - expected).max(initial=0.0)
     relative = error / scale if scale > 0 else error
-    # The fold computes the same sums in another order.
-    tolerance = np.sqrt(np.finfo(patches.dtype).eps)
+    tolerance = _kernels.ACTIVATIONS[layer.encoder.activation].tolerance(
+        np.finfo(patches.dtype).eps, patches.shape[1]
+    )
     return (relative if np.isfinite(relative) else np.inf), tolerance
 
 

@@ -178,3 +178,27 @@ def test_convpool_fused_triangle_float32_and_flat_images():
     # float32 distances lose ~1e-7 * ||x'||^2 / z^2 of their value to cancellation,
     # here up to 2e-5 of the largest feature (1.8e-5 through the generic path).
     np.testing.assert_allclose(F32, F64, rtol=0, atol=1e-4 * np.abs(F64).max())
+
+
+def test_convpool_folds_triangle_with_a_centroid_on_each_fitted_patch_in_float32():
+    # As many centroids as patches: every fitted patch is a centroid, whose
+    # distance cancels to zero from float32 squared norms. The fold's square
+    # root keeps about sqrt(eps) of the distances there, which is rounding of
+    # a right fold, not a wrong one: the fast path must stay.
+    rng = np.random.RandomState(0)
+    X = rng.uniform(0, 1, size=(40, 12, 12, 3)).astype(np.float32)
+    k = 64
+    encoder = make_pipeline(
+        PatchNormalizer(epsilon=10 / 255**2), ZCAWhitening(epsilon=0.1),
+        KMeansTriangleFeatures(n_components=k, max_iter=1, random_state=0),
+    )
+    conv = ConvPoolTransformer(
+        encoder, patch_size=6, n_patches=k, pool_size=7, flatten=False, random_state=0
+    ).fit(X)
+    assert conv.path_ == "folded"
+    windows = sliding_window_view(X[:4].astype(np.float64), (6, 6), axis=(1, 2))
+    maps = conv.encoder_.transform(windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, 108))
+    ref = maps.reshape(4, 7, 7, k).mean(axis=(1, 2))[:, None, None, :]
+    # Windows on centroids within that bound; the pooled map averages them.
+    bound = np.sqrt(108 * np.finfo(np.float32).eps) * ref.max()
+    np.testing.assert_allclose(conv.transform(X[:4]), ref, rtol=0, atol=bound)
