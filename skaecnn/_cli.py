@@ -18,7 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from . import __version__
+from . import __version__, _compiling
 from ._convpool import ConvPoolTransformer, default_encoder
 from .datasets import load_digits_images, load_image_folder, load_mnist
 
@@ -245,8 +245,14 @@ class _Progress:
         notes = []
         if self.tty and not self.quiet:
             print(f"{label} ...", end="", flush=True)
+            # The compile notice (stderr, the same terminal) ends this line
+            # rather than landing in it; the completed line then follows it.
+            _compiling._notice.before = print
         start = time.perf_counter()
-        yield notes
+        try:
+            yield notes
+        finally:
+            _compiling._notice.before = None
         if not self.quiet:
             # On a terminal, back to the start of the line shown so far.
             restart = "\r" if self.tty else ""

@@ -4,18 +4,15 @@ The kernels are compiled on first use, only for the dtypes and stages a call
 needs, and cached on disk (``cache=True``): a compile takes seconds, loading
 it from the cache a fraction of one. Numba's ``numba:compile`` event is
 broadcast for actual compiles only, not for cache loads, so the notice
-appears exactly when a call is about to pause to compile, at any verbosity.
+appears exactly when a call is about to pause to compile, at any verbosity:
+once per process, as the kernels of a first run compile one after the other
+with the program's own work in between.
 """
 
-import math
 import sys
-import time
 
 from numba.core import event
 
-# The kernels one call needs compile one after the other: compiles that start
-# within this many seconds of the end of the previous one share its notice.
-_QUIET_SECONDS = 2.0
 NOTICE = "skaecnn: compiling kernels (first run only)..."
 
 
@@ -25,29 +22,31 @@ def _is_ours(dispatcher):
 
 
 class _CompileNotice(event.Listener):
-    """Prints :data:`NOTICE` when a compile of a skaecnn kernel starts, unless
-    another one ended less than ``_QUIET_SECONDS`` before.
+    """Prints :data:`NOTICE` when the first compile of a skaecnn kernel starts.
 
-    Compiles run under numba's global compiler lock, one at a time; those of
-    the functions a kernel calls are nested in its own (``_depth``).
+    Attributes
+    ----------
+    shown : bool
+        Whether the notice was printed.
+    before : callable or None
+        Called just before the notice is printed: a program that shows an
+        unfinished line (the CLI's stage line on a terminal) ends it there, so
+        that the notice stands on a line of its own.
     """
 
     def __init__(self):
-        self._depth = 0
-        self._ours = False
-        self._last_end = -math.inf
+        self.shown = False
+        self.before = None
 
     def on_start(self, event):
-        if self._depth == 0:
-            self._ours = _is_ours(event.data["dispatcher"])
-            if self._ours and time.monotonic() - self._last_end > _QUIET_SECONDS:
-                print(NOTICE, file=sys.stderr, flush=True)
-        self._depth += 1
+        if not self.shown and _is_ours(event.data["dispatcher"]):
+            self.shown = True
+            if self.before is not None:
+                self.before()
+            print(NOTICE, file=sys.stderr, flush=True)
 
     def on_end(self, event):
-        self._depth -= 1
-        if self._depth == 0 and self._ours:
-            self._last_end = time.monotonic()
+        pass
 
 
 _notice = _CompileNotice()

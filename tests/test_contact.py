@@ -2,7 +2,9 @@
 sizes, pandas output with stacked layers, input far from the fitted range, a
 single image for a batch, nonsense hyperparameters, compile pauses."""
 
-import math
+import io
+import sys
+import time
 import warnings
 
 import numpy as np
@@ -26,6 +28,7 @@ from skaecnn import (
     ZCAWhitening,
 )
 from skaecnn import _compiling
+from skaecnn._cli import _Progress
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -214,8 +217,8 @@ def _kernel(name):
 
 
 def test_compiling_prints_one_line_to_stderr(capfd, monkeypatch):
-    # As if no kernel had been compiled just before.
-    monkeypatch.setattr(_compiling._notice, "_last_end", -math.inf)
+    # As if no kernel had been compiled yet in this process.
+    monkeypatch.setattr(_compiling._notice, "shown", False)
     first, second = _kernel("first"), _kernel("second")
     first(1.0)
     second(1.0)  # compiled right after: the same notice
@@ -224,3 +227,31 @@ def test_compiling_prints_one_line_to_stderr(capfd, monkeypatch):
     assert err.splitlines() == [_compiling.NOTICE] and out == ""
     njit(lambda x: x - 1)(1.0)  # not skaecnn's
     assert capfd.readouterr().err == ""
+
+
+def test_compiling_notice_once_per_process(capfd, monkeypatch):
+    # A first run compiles the autoencoder's kernels, trains for seconds,
+    # then compiles the convolution's: one notice, not one per pause.
+    monkeypatch.setattr(_compiling._notice, "shown", False)
+    _kernel("training")(1.0)
+    time.sleep(2.5)
+    _kernel("convolution")(1.0)
+    assert capfd.readouterr().err.splitlines() == [_compiling.NOTICE]
+
+
+def test_compiling_notice_ends_the_cli_stage_line(monkeypatch):
+    # On a terminal stdout and stderr write to the same screen.
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stdout", screen)
+    monkeypatch.setattr(sys, "stderr", screen)
+    monkeypatch.setattr(_compiling._notice, "shown", False)
+    with _Progress(quiet=False).stage("learning"):
+        _kernel("stage")(1.0)
+    lines = screen.getvalue().split("\n")
+    assert lines[:2] == ["learning ...", _compiling.NOTICE]
+    assert lines[2].startswith("\rlearning ... ") and lines[3:] == [""]
+    assert _compiling._notice.before is None
