@@ -155,7 +155,7 @@ class SparseAutoencoderFeatures(
     >>> from skaecnn import SparseAutoencoderFeatures
     >>> rng = np.random.RandomState(0)
     >>> X = rng.uniform(size=(200, 16))
-    >>> sae = SparseAutoencoderFeatures(n_components=8, max_iter=50, random_state=0)
+    >>> sae = SparseAutoencoderFeatures(n_components=8, random_state=0)
     >>> H = sae.fit_transform(X)
     >>> H.shape
     (200, 8)

@@ -274,9 +274,11 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
     >>> from skaecnn import ConvNetClassifier, ConvPoolTransformer, SparseAutoencoderFeatures
     >>> X, y = load_digits(return_X_y=True)
     >>> layer = ConvPoolTransformer(
-    ...     SparseAutoencoderFeatures(n_components=8, max_iter=20, random_state=0),
+    ...     SparseAutoencoderFeatures(n_components=8, tol=1e-3, random_state=0),
     ...     patch_size=3, n_patches=1000, pool_size=3, random_state=0)
-    >>> clf = ConvNetClassifier([layer], max_iter=3, random_state=0).fit(X[:500] / 16, y[:500])
+    >>> clf = ConvNetClassifier(
+    ...     [layer], max_iter=10, tol=5e-3, n_iter_no_change=2, random_state=0
+    ... ).fit(X[:500] / 16, y[:500])
     >>> clf.layers_[0].filters_.shape, clf.coef_.shape
     ((8, 3, 3, 1), (10, 32))
     >>> round(clf.score(X[500:] / 16, y[500:]), 2) > 0.5

@@ -224,7 +224,7 @@ class ConvPoolTransformer(TransformerMixin, BaseEstimator):
     >>> from skaecnn import ConvPoolTransformer, SparseAutoencoderFeatures
     >>> X = load_digits().images / 16.0
     >>> conv = ConvPoolTransformer(
-    ...     SparseAutoencoderFeatures(n_components=16, max_iter=50, random_state=0),
+    ...     SparseAutoencoderFeatures(n_components=16, tol=1e-3, random_state=0),
     ...     patch_size=3, n_patches=2000, pool_size=3, random_state=0)
     >>> F = conv.fit_transform(X)
     >>> F.shape, conv.output_shape_, conv.filters_.shape
