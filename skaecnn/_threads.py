@@ -6,11 +6,13 @@ number of threads, None or negative ones counted from all the process may
 use: the cores (numba's pool; in a joblib/loky child, the share joblib gave
 it through ``NUMBA_NUM_THREADS``), or inside a dask worker's task that
 worker's share for the task (its ``nthreads`` divided among the tasks it runs
-or has ready to run), so that workers together run no more threads than they
-were given. It gets at most what the caller allows around the call -- numba's
-thread count of the calling thread (``numba.set_num_threads``, which an
-enclosing estimator of this package sets for the estimators it fits) and the
-BLAS limit found outside this package's own sections
+or has ready to run), or inside a task of dask's local threaded scheduler
+the cores divided among the scheduler's threads, so that tasks together run
+no more threads than there are. It gets at most what the caller allows
+around the call -- numba's thread count of the calling thread
+(``numba.set_num_threads``, which an enclosing estimator of this package
+sets for the estimators it fits) and the BLAS limit found outside this
+package's own sections
 (``threadpoolctl.threadpool_limits``, or the ``OPENBLAS_NUM_THREADS=1`` that
 a dask nanny starts its workers with). A limit is never raised.
 
@@ -92,6 +94,27 @@ def _dask_worker_share():
     return max(1, state.nthreads // tasks)
 
 
+def _dask_local_share(available):
+    """``available`` divided among the threads of dask's local threaded
+    scheduler (``compute()`` without a ``Client``) when the calling thread is
+    one of them, which run a task each; None elsewhere."""
+    threaded = sys.modules.get("dask.threaded")
+    if threaded is None:
+        return None
+    # dask's own pools, and a ThreadPoolExecutor given as dask's "pool".
+    with threaded.pools_lock:
+        pools = [threaded.default_pool, sys.modules["dask"].config.get("pool", None)]
+        pools += [pool for by_size in threaded.pools.values() for pool in by_size.values()]
+    name = threading.current_thread().name
+    for pool in pools:
+        # An executor's threads are named "{_thread_name_prefix}_{i}", from
+        # before they start (a new thread runs its first task before the
+        # executor adds it to its _threads); dask itself reads _max_workers.
+        if isinstance(pool, ThreadPoolExecutor) and name.startswith(f"{pool._thread_name_prefix}_"):
+            return max(1, available // pool._max_workers)
+    return None
+
+
 def effective_threads(n_jobs):
     """The number of threads an estimator with ``n_jobs`` uses now.
 
@@ -100,7 +123,9 @@ def effective_threads(n_jobs):
     n_jobs : int or None
         None or -1: all the process may use -- all cores (numba's thread
         pool, ``NUMBA_NUM_THREADS``, which a joblib/loky child has from
-        joblib), or in a dask worker's task the worker's share for it;
+        joblib), or in a dask worker's task the worker's share for it, or
+        in a task of dask's local threaded scheduler the cores divided
+        among its threads (at least 1);
         ``-2`` all but one, and so on; a positive ``n``: ``n``, even beyond
         a dask worker's share.
 
@@ -114,7 +139,7 @@ def effective_threads(n_jobs):
     """
     available = numba.config.NUMBA_NUM_THREADS
     # What "all" means here; an explicit n_jobs may ask beyond a worker's share.
-    share = _dask_worker_share() or available
+    share = _dask_worker_share() or _dask_local_share(available) or available
     if n_jobs is None:
         n = share
     elif n_jobs < 0:

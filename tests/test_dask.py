@@ -203,6 +203,42 @@ def _threads_seen(X):
     return np.full((len(X), 1), max([numba.get_num_threads()] + blas), dtype=float)
 
 
+def _numba_threads(X):
+    """As an encoder: every response is numba's thread count of the calling
+    task (OpenBLAS ignores limits set outside the main thread, whose BLAS
+    setting every thread of the local scheduler shares)."""
+    return np.full((len(X), 1), numba.get_num_threads(), dtype=float)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 cores")
+def test_local_threaded_scheduler_tasks_share_the_cores():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    cores = effective_threads(None)  # out of a task: all of them
+    assert cores >= 2
+    X = np.random.RandomState(0).rand(40, 6, 6)
+    conv = ConvPoolTransformer(FunctionTransformer(_numba_threads), patch_size=3, n_patches=50,
+                               pool_size=4).fit(X)
+    D = da.from_array(X, chunks=5)
+
+    def seen(**config):
+        return conv.transform(D).max().compute(scheduler="threads", **config)
+
+    # Two scheduler threads run a task each: half the cores each.
+    assert seen(num_workers=2) == cores // 2
+    assert seen(num_workers=cores + 1) == 1
+    assert seen(num_workers=1) == cores  # a lone thread keeps them all
+    assert seen() == max(1, cores // dask.system.CPU_COUNT)  # dask's default pool
+    with ThreadPoolExecutor(2) as pool, dask.config.set(pool=pool):
+        assert seen() == cores // 2
+    conv.set_params(n_jobs=2)
+    assert seen(num_workers=2) == 2  # asked explicitly
+    with threadpool_limits(1):
+        assert seen(num_workers=1) == 1
+
+
 @pytest.mark.cluster
 def test_workers_run_no_more_threads_than_they_were_given(client):
     X = np.random.RandomState(0).rand(40, 6, 6)
