@@ -69,13 +69,21 @@ def map_rows(estimator, method, X):
         if max(X.chunks[0]) > rows:
             chunks[0] = rows
         X = X.rechunk(chunks)
-    in_axes = tuple(range(X.ndim))
-    new_axes = {X.ndim + i: size for i, size in enumerate(row.shape[1:])}
+    # Every axis of X is named after an axis of the output (pixel axes past
+    # the output's last share its name: they are one chunk each), so that no
+    # axis is contracted and dask fuses each task with the one that reads
+    # its block and the one that stores its output (to_zarr): a block's
+    # input and output live only while its task runs.
+    out_axes = tuple(range(row.ndim))
+    in_axes = (0,) + tuple(min(axis, row.ndim - 1) for axis in range(1, X.ndim))
+    sizes = {axis: row.shape[axis] for axis in out_axes[1:]}
     shipped = dask.delayed(estimator, pure=True)
     return da.blockwise(
-        _apply, (0,) + tuple(new_axes),
+        _apply, out_axes,
         shipped, None, method, None, X, in_axes,
-        new_axes=new_axes, concatenate=True, dtype=row.dtype,
+        new_axes={axis: size for axis, size in sizes.items() if axis not in in_axes},
+        adjust_chunks={axis: size for axis, size in sizes.items() if axis in in_axes},
+        align_arrays=False, dtype=row.dtype,
         meta=np.empty((0,) * row.ndim, row.dtype),
         name=f"{type(estimator).__name__.lower()}-{method}-"
         + dask.base.tokenize(shipped.key, method, X.name),

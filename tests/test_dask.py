@@ -77,6 +77,17 @@ def test_estimator_is_in_the_graph_once(conv, images):
     assert lazy.numblocks[0] == 8
 
 
+@pytest.mark.parametrize("method", ["transform", "convolve"])
+def test_one_task_per_block_reads_transforms_and_stores(conv, images, method, tmp_path):
+    # Fused, a block's input and output live only while its task runs.
+    pytest.importorskip("zarr")
+    da.from_array(images, chunks=(5, -1, -1)).to_zarr(str(tmp_path / "images.zarr"))
+    stored = getattr(conv, method)(da.from_zarr(str(tmp_path / "images.zarr"))).to_zarr(
+        str(tmp_path / "features.zarr"), compute=False)
+    (optimized,) = dask.optimize(stored)
+    assert sum(isinstance(key, tuple) for key in dict(optimized.__dask_graph__())) == 8
+
+
 def test_pixel_chunks_are_rechunked_and_rows_input(conv, images):
     lazy = conv.transform(da.from_array(images.reshape(40, 100), chunks=(7, 30)))
     assert lazy.chunks[0] == (7,) * 5 + (5,)
