@@ -50,6 +50,13 @@ Methods (``--methods``):
     The same default layers pretrained and kept fixed, then
     ``StandardScaler -> LogisticRegression(C=1)``: what fine-tuning starts
     from (fit time: the pretraining alone plus the classifier).
+``scattering-logreg``, ``scattering-svc``
+    kymatio 0.3's ``Scattering2D(J=3, L=8)`` (fixed Morlet wavelets, two
+    orders, nothing learned) + ``StandardScaler`` and
+    ``LogisticRegression(C=1)`` or ``SVC(C=10)``: the peer learned features
+    must beat. kymatio needs scipy < 1.15, so it runs in its own Python
+    (``--kymatio-python``, see ``_scattering.py``), one process per core;
+    skipped without it. Gray images only.
 ``torch-cnn``
     A PyTorch CNN trained from scratch, the best supervised peer measured on
     this MNIST split: two 5x5 convolutions (32, 64 filters; zero-padded by 2
@@ -120,6 +127,8 @@ from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardSca
 from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
+from _scattering import ScatteringFeatures
+
 from skaecnn import (
     ConvNetClassifier,
     ConvPoolTransformer,
@@ -129,11 +138,13 @@ from skaecnn import (
     ZCAWhitening,
 )
 from skaecnn._convnet import default_layers
+from skaecnn._threads import effective_threads
 from skaecnn.datasets import load_cifar10, load_digits_images, load_mnist, load_stl10
 
 METHODS = (
     "pixels-logreg", "pixels-svc", "rbm-logreg", "default-conv", "sae-conv", "kmeans-conv",
-    "recipe", "convnet", "convnet-shift2", "convnet-pretrained", "torch-cnn",
+    "recipe", "convnet", "convnet-shift2", "convnet-pretrained", "scattering-logreg",
+    "scattering-svc", "torch-cnn",
 )
 # Coates et al.'s per-patch normalization epsilon for pixels in [0, 255],
 # rescaled to the [0, 1] pixels used here.
@@ -336,6 +347,15 @@ def make_method(method, cfg, image_shape, args):
         if n_jobs and n_jobs > 0:
             torch.set_num_threads(n_jobs)
         return make_pipeline(TorchCNN(image_shape, random_state=rs or 0))
+    if method.startswith("scattering-"):
+        if args.kymatio_python is None or image_shape[2:] not in ((), (1,)):
+            return None
+        scattering = ScatteringFeatures(
+            args.kymatio_python, image_shape[:2], n_jobs=effective_threads(n_jobs)
+        )
+        classifier = (LogisticRegression(C=1.0, max_iter=1000) if method == "scattering-logreg"
+                      else SVC(kernel="rbf", C=10.0, gamma="scale"))
+        return make_pipeline(scattering, StandardScaler(), classifier)
     if method == "pixels-logreg":
         return make_pipeline(LogisticRegression(C=1.0, max_iter=1000))
     if method == "pixels-svc":
@@ -452,6 +472,8 @@ def parse_args(argv=None):
                         help="cap each test split at N images (stratified subsample)")
     parser.add_argument("--n-components", type=int, metavar="K",
                         help="override k of sae-conv and kmeans-conv for every data set")
+    parser.add_argument("--kymatio-python", metavar="PATH",
+                        help="a Python with kymatio 0.3 for the scattering methods")
     parser.add_argument("--random-state", type=int, default=0)
     parser.add_argument("--n-jobs", type=int, default=None,
                         help="threads for BLAS and skaecnn's kernels (default: all cores)")
@@ -489,8 +511,11 @@ def main(argv=None):
             for method in args.methods:
                 pipe = make_method(method, cfg, shape, args)
                 if pipe is None:
-                    why = ("no recipe chosen for this data set" if method == "recipe"
-                           else "needs torch: pip install torch")
+                    why = {
+                        "recipe": "no recipe chosen for this data set",
+                        "scattering-logreg": "needs --kymatio-python and gray images",
+                        "scattering-svc": "needs --kymatio-python and gray images",
+                    }.get(method, "needs torch: pip install torch")
                     log(f"[{name}] {method}: skipped ({why})")
                     continue
                 result = run_one(pipe, X_train, y_train, X_test, y_test)
