@@ -1,19 +1,24 @@
 """Choose the ``recipe`` of ``benchmarks/accuracy.py`` by cross-validation on the training half.
 
 Every combination of the options given (dictionary, k, activation, alpha,
-pooling, ZCA epsilon, patch size, the classifier's ``C``) is scored by stratified k-fold cross-validation of ``ConvPoolTransformer
--> StandardScaler -> LogisticRegression(C)`` on a stratified subsample of
-the data set's *training* split as ``accuracy.py`` loads it (the test split is
-never read). The dictionary's encoder is ``PatchNormalizer -> ZCAWhitening(zca)
--> KMeansTriangleFeatures`` (``kmeans``) or the UFLDL sparse autoencoder
-(``sae``, as ``sae-conv``); ``--activation none`` keeps the encoder's own
-activation (triangle or sigmoid), for which ``alpha`` is unused. Prints one
-row per combination, best mean first: mean, standard deviation and worst fold.
+pooling, ZCA epsilon, patch size, the power of the pooled features, the
+classifier's ``C``) is scored by stratified k-fold cross-validation of
+``ConvPoolTransformer -> signed_power -> StandardScaler ->
+LogisticRegression(C)`` on a stratified subsample of the data set's
+*training* split as ``accuracy.py`` loads it (the test split is never read).
+The pooled features of each fold are computed once and shared by every power
+and ``C``. The dictionary's encoder is ``PatchNormalizer ->
+ZCAWhitening(zca) -> KMeansTriangleFeatures`` (``kmeans``) or the UFLDL
+sparse autoencoder (``sae``, as ``sae-conv``); ``--activation none`` keeps the
+encoder's own activation (triangle or sigmoid), for which ``alpha`` is
+unused. Prints one row per combination, best mean first: mean, standard
+deviation and worst fold.
 
-Run (2 cores: about 10 s per MNIST combination and fold at k = 100)::
+Run (one thread: about 20 s per MNIST combination of k = 100 on 2,000
+images, all powers and ``C`` included)::
 
-    python benchmarks/recipe_cv.py --mnist /work/shared/data/mnist --n-jobs 2 \\
-        --dictionary kmeans sae --activation split soft none --alpha 0.25 --pool 6:3
+    python benchmarks/recipe_cv.py --mnist /work/shared/data/mnist --n-jobs 1 \\
+        --k 100 200 --alpha 1 1.5 2 --pool 9:3 12:6 --power 1 0.5 --C 1 0.3
 """
 
 import argparse
@@ -22,13 +27,15 @@ import time
 import warnings
 from types import SimpleNamespace
 
+import numpy as np
+from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from accuracy import DATASETS, EPSILON, _cap, load, log
+from accuracy import DATASETS, EPSILON, _cap, load, log, signed_power
 from skaecnn import (
     ConvPoolTransformer,
     KMeansTriangleFeatures,
@@ -38,7 +45,7 @@ from skaecnn import (
 )
 
 
-def make_pipe(cfg, shape, dictionary, k, activation, alpha, pool, C, zca, m, n_jobs,
+def make_conv(cfg, shape, dictionary, k, activation, alpha, pool, zca, m, n_patches, n_jobs,
               random_state):
     if dictionary == "kmeans":
         last = KMeansTriangleFeatures(n_components=k, random_state=random_state)
@@ -49,11 +56,28 @@ def make_pipe(cfg, shape, dictionary, k, activation, alpha, pool, C, zca, m, n_j
         )
     conv = ConvPoolTransformer(
         make_pipeline(PatchNormalizer(epsilon=EPSILON), ZCAWhitening(epsilon=zca), last),
-        patch_size=m, n_patches=cfg.n_patches, pool_size=pool[0],
+        patch_size=m, n_patches=n_patches, pool_size=pool[0],
         pool_stride=pool[1], activation=activation, alpha=alpha, image_shape=shape,
         n_jobs=n_jobs, random_state=random_state,
     )
-    return make_pipeline(conv, StandardScaler(), LogisticRegression(C=C, max_iter=1000))
+    return conv
+
+
+def cv_scores(conv, X, y, cv, Cs, powers):
+    """Accuracy of every ``(power, C)`` (rows, C fastest) on every fold (columns)."""
+    folds = list(cv.split(X, y))
+    scores = np.empty((len(powers) * len(Cs), len(folds)))
+    for j, (train, test) in enumerate(folds):
+        fitted = clone(conv).fit(X[train])
+        pooled_train, pooled_test = fitted.transform(X[train]), fitted.transform(X[test])
+        for p, power in enumerate(powers):
+            scaler = StandardScaler()
+            F_train = scaler.fit_transform(signed_power(pooled_train, power))
+            F_test = scaler.transform(signed_power(pooled_test, power))
+            for i, C in enumerate(Cs):
+                clf = LogisticRegression(C=C, max_iter=1000).fit(F_train, y[train])
+                scores[p * len(Cs) + i, j] = clf.score(F_test, y[test])
+    return scores
 
 
 def main(argv=None):
@@ -72,10 +96,16 @@ def main(argv=None):
                         help="pooling regions as SIZE:STRIDE (default 6:3)")
     parser.add_argument("--C", nargs="+", type=float, default=[1.0],
                         help="inverse regularization of the logistic regression (default 1)")
+    parser.add_argument("--power", nargs="+", type=float, default=[1.0],
+                        help="exponent of the pooled features before the scaler "
+                             "(signed power normalization; default 1)")
     parser.add_argument("--zca", nargs="+", type=float, default=[0.1],
                         help="epsilon of the ZCA whitening (default 0.1)")
     parser.add_argument("--patch-size", nargs="+", type=int,
                         help="patch side m (default: the data set's, as accuracy.py)")
+    parser.add_argument("--n-patches", nargs="+", type=int,
+                        help="patches the dictionary is fitted on (default: the data "
+                             "set's, as accuracy.py)")
     parser.add_argument("--random-state", type=int, default=0)
     parser.add_argument("--n-jobs", type=int, default=None)
     args = parser.parse_args(argv)
@@ -92,24 +122,29 @@ def main(argv=None):
     cfg = DATASETS[args.dataset]
     cv = StratifiedKFold(args.folds, shuffle=True, random_state=args.random_state)
     rows = []
-    for dictionary, k, activation, pool, C, zca, m in itertools.product(
-        args.dictionary, args.k, args.activation, pools, args.C, args.zca,
-        args.patch_size or [cfg.patch_size],
+    for dictionary, k, activation, pool, zca, m, n_patches in itertools.product(
+        args.dictionary, args.k, args.activation, pools, args.zca,
+        args.patch_size or [cfg.patch_size], args.n_patches or [cfg.n_patches],
     ):
         for alpha in args.alpha if activation != "none" else [None]:
-            pipe = make_pipe(cfg, shape, dictionary, k, None if activation == "none" else activation,
-                             alpha or 0.0, pool, C, zca, m, args.n_jobs, args.random_state)
+            conv = make_conv(cfg, shape, dictionary, k, None if activation == "none" else activation,
+                             alpha or 0.0, pool, zca, m, n_patches, args.n_jobs,
+                             args.random_state)
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                scores = cross_val_score(pipe, X, y, cv=cv)
-            name = (f"{dictionary} k={k} {activation}"
-                    + ("" if alpha is None else f" alpha={alpha:g}") + f" pool {pool[0]}:{pool[1]}"
-                    + ("" if C == 1 else f" C={C:g}") + ("" if zca == 0.1 else f" zca={zca:g}")
-                    + ("" if m == cfg.patch_size else f" m={m}"))
-            rows.append((scores.mean(), scores.std(), scores.min(), name))
-            log(f"  {name}: {100 * scores.mean():.2f}% +- {100 * scores.std():.2f} "
-                f"({time.perf_counter() - start:.0f} s)")
+                scores = cv_scores(conv, X, y, cv, args.C, args.power)
+            for (power, C), row in zip(itertools.product(args.power, args.C), scores):
+                name = (f"{dictionary} k={k} {activation}"
+                        + ("" if alpha is None else f" alpha={alpha:g}")
+                        + f" pool {pool[0]}:{pool[1]}" + ("" if C == 1 else f" C={C:g}")
+                        + ("" if zca == 0.1 else f" zca={zca:g}")
+                        + ("" if m == cfg.patch_size else f" m={m}")
+                        + ("" if n_patches == cfg.n_patches else f" patches={n_patches}")
+                        + ("" if power == 1 else f" power={power:g}"))
+                rows.append((row.mean(), row.std(), row.min(), name))
+                log(f"  {name}: {100 * row.mean():.2f}% +- {100 * row.std():.2f}")
+            log(f"  ({time.perf_counter() - start:.0f} s)")
     print(f"{args.dataset}, {len(X)} training images, {args.folds}-fold CV "
           f"(random_state={args.random_state}):")
     for mean, std, worst, name in sorted(rows, reverse=True):
