@@ -2,12 +2,12 @@
 
 A 'valid' stride-1 convolution of ``k`` filters is a matrix product of the
 images' patch matrix (one row per window position) with the filters.
-:func:`convolve_pool` does it all in one pass per image: it extracts a block
-of patch rows into a buffer, multiplies it by the filters (single-threaded
-BLAS through ``np.dot``), adds the bias, applies the activation and pools.
-Blocks are sized to stay in the core's L2 cache. It runs without the GIL on
-threads that each take a share of the images, which never wait for each
-other or for a BLAS thread pool, which matters on a loaded machine.
+:func:`convolve_pool` does it all in one pass per image, in parallel over
+images: each thread extracts a block of patch rows into its own buffer,
+multiplies it by the filters (single-threaded BLAS through ``np.dot``), adds
+the bias, applies the activation and pools. Blocks are sized to stay in the
+core's L2 cache, and the threads never wait for each other or for a BLAS
+thread pool, which matters on a loaded machine.
 
 Activations and poolings are data: entries of :data:`ACTIVATIONS` and
 :data:`POOLINGS`, whose numba functions the kernels compose (activation, then
@@ -39,7 +39,7 @@ would otherwise keep every loop that divides from vectorizing.
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange, types
+from numba import get_thread_id, njit, prange, types
 from numba.core.imputils import lower_constant
 from numba.np.numpy_support import as_dtype
 from numba.extending import (
@@ -463,9 +463,9 @@ def _pool_tiles(pooling, tiles, per_region, no_bias, out):
     _finish_pool(pooling, out, per_region[0], per_region[1])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, parallel=True)
 def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, pooling, pool,
-                  stride, out):
+                  stride, n_threads, out):
     """Convolve, activate and pool ``images`` (B, h, w, c) into ``out`` (B, ph, pw, k).
 
     ``filters_t`` (m*m*c, r) holds one filter per column, raveled as the patch
@@ -473,12 +473,10 @@ def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, po
     that need their input) those computing it. ``activation`` and ``pooling``
     are :class:`Stage` s; ``pool`` and ``stride`` are ``(rows, columns)`` of
     the regions, which span the top-left ``map_extent(ph, ...) x
-    map_extent(pw, ...)`` of the maps.
-
-    Serial and ``nogil``: callers run it on slices of the images on threads of
-    their own (see ``ConvPoolLayer.forward``), with BLAS limited to one
-    thread. A ``parallel=True`` kernel took twice as long to compile (about
-    9 s against 5 s on a first run), for no gain in speed.
+    map_extent(pw, ...)`` of the maps. Call with BLAS limited to one thread,
+    as every thread runs its own matrix products, and with ``n_threads =
+    numba.get_num_threads()`` (in here, that call would keep the kernel from
+    being cached).
     """
     n_images, n_ph, n_pw, k = out.shape
     d, n_responses = filters_t.shape
@@ -488,17 +486,18 @@ def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, po
     tiled = per_region[0] > 1 or per_region[1] > 1
     block = max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // ((d + n_responses) * filters_t.itemsize))
     block = min(block, positions)
-    patches = np.empty((block, d), dtype=filters_t.dtype)
-    responses = np.empty((block, n_responses), dtype=filters_t.dtype)
-    tiles = np.empty((grid[0] if tiled else 0, grid[1], k), dtype=out.dtype)
+    patches = np.empty((n_threads, block, d), dtype=filters_t.dtype)
+    responses = np.empty((n_threads, block, n_responses), dtype=filters_t.dtype)
+    tiles = np.empty((n_threads if tiled else 0, grid[0], grid[1], k), dtype=out.dtype)
     no_bias = np.zeros(k, dtype=out.dtype)
-    for b in range(n_images):
-        cells = tiles if tiled else out[b]
+    for b in prange(n_images):
+        thread = get_thread_id()
+        cells = tiles[thread] if tiled else out[b]
         _start_pool(pooling, cells)
         for start in range(0, positions, block):
             rows = min(block, positions - start)
-            P = patches[:rows]
-            R = responses[:rows]
+            P = patches[thread, :rows]
+            R = responses[thread, :rows]
             _extract(images[b], m, n_cols, start, normalize, epsilon, P)
             np.dot(P, filters_t, R)
             _activate_pool(activation, pooling, P, R, bias, n_cols, start, tile, tile_stride,

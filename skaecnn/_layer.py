@@ -19,7 +19,6 @@ from sklearn.pipeline import make_pipeline
 
 from . import _kernels
 from ._folding import EncodedResponses, FoldedEncoder, encoder_steps, fold_encoder
-from ._threads import parallel
 
 # Rows of the fitted patches a fold is verified on.
 _N_VERIFY = 48
@@ -112,23 +111,13 @@ class ConvPoolLayer:
         if self.folded:
             enc = self.encoder
             normalize = enc.normalize_epsilon is not None
-            epsilon = enc.normalize_epsilon if normalize else 0.0
-            filters_t = np.ascontiguousarray(enc.weights.T, dtype=out.dtype)
-            bias = enc.bias.astype(out.dtype)
-            activation = _kernels.Stage(enc.activation)
-            # The kernel is serial and releases the GIL: each thread convolves
-            # an equal share of the images, as a parallel kernel's loop would.
-            bounds = np.linspace(0, n, min(n, numba.get_num_threads()) + 1).astype(int)
-
-            def convolve(i):
-                part = slice(bounds[i], bounds[i + 1])
-                _kernels.convolve_pool(
-                    images[part], filters_t, bias, m, normalize, epsilon, activation,
-                    pooling, size, stride, out[part],
-                )
-
-            with parallel(len(bounds) - 1) as run:
-                run(convolve, range(len(bounds) - 1))
+            _kernels.convolve_pool(
+                images, np.ascontiguousarray(enc.weights.T, dtype=out.dtype),
+                enc.bias.astype(out.dtype), m, normalize,
+                enc.normalize_epsilon if normalize else 0.0,
+                _kernels.Stage(enc.activation), pooling, size, stride, numba.get_num_threads(),
+                out,
+            )
             return out
         n_rows, n_cols = self.map_extent(n_ph, n_pw)
         patches = np.empty((n * n_rows * n_cols, m * m * self.channels), dtype=out.dtype)
