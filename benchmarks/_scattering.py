@@ -67,8 +67,8 @@ def _worker(src, dst, J, L):
 
     X = np.load(src)
     scattering = Scattering2D(J=J, shape=X.shape[1:], L=L)
-    out = [scattering(X[s : s + _BATCH]).reshape(len(X[s : s + _BATCH]), -1)
-           for s in range(0, len(X), _BATCH)]
+    batches = (X[s : s + _BATCH] for s in range(0, len(X), _BATCH))
+    out = [scattering(batch).reshape(len(batch), -1) for batch in batches]
     np.save(dst, np.concatenate(out).astype(np.float32))
 
 

@@ -528,11 +528,12 @@ def main(argv=None):
             for method in args.methods:
                 pipe = make_method(method, cfg, shape, args)
                 if pipe is None:
-                    why = {
-                        "recipe": "no recipe chosen for this data set",
-                        "scattering-logreg": "needs --kymatio-python and gray images",
-                        "scattering-svc": "needs --kymatio-python and gray images",
-                    }.get(method, "needs torch: pip install torch")
+                    if method == "recipe":
+                        why = "no recipe chosen for this data set"
+                    elif method.startswith("scattering-"):
+                        why = "needs --kymatio-python and gray images"
+                    else:
+                        why = "needs torch: pip install torch"
                     log(f"[{name}] {method}: skipped ({why})")
                     continue
                 result = run_one(pipe, X_train, y_train, X_test, y_test)
