@@ -36,10 +36,11 @@ variance (PatchNormalizer, computed in place rather than folded).
 would otherwise keep every loop that divides from vectorizing.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from numba import get_thread_id, njit, prange, types
+from numba import get_num_threads, get_thread_id, njit, prange, set_num_threads, types
 from numba.core.imputils import lower_constant
 from numba.np.numpy_support import as_dtype
 from numba.extending import (
@@ -121,6 +122,7 @@ def _extract(image, m, n_cols, start, normalize, epsilon, out):
     # are typed C-contiguous at every call, so ravel gives views.
     pixels = image.ravel()
     patches = out.ravel()
+    real = out.dtype.type
     for r in range(out.shape[0]):
         i, j = divmod(start + r, n_cols)
         src = np.uint64((i * w + j) * c)
@@ -132,7 +134,12 @@ def _extract(image, m, n_cols, start, normalize, epsilon, out):
             dst += np.uint64(width)
         if normalize:
             patch = out[r]
-            mean = patch.sum() / d
+            # A loop, not patch.sum(): the same sum, without compiling numba's
+            # sum and its axis checks on a first run.
+            total = real(0.0)
+            for t in range(d):
+                total += patch[t]
+            mean = total / d
             var = 0.0
             for t in range(d):
                 var += (patch[t] - mean) ** 2
@@ -195,7 +202,7 @@ def _relu(z):
     return lambda z: max(z, zero)
 
 
-@njit
+@njit(inline="always")
 def _bias_unused(patches, responses, bias, k):
     # Elementwise activations add the bias themselves.
     return bias
@@ -353,13 +360,14 @@ def _activate_pool(activation, pooling, patches, responses, bias, n_cols, start,
                    pooled):
     """Activate the rows of positions ``start, ...`` and pool them into ``pooled``.
 
-    ``pool`` and ``stride`` are ``(rows, columns)`` pairs. Only the first
+    ``pool`` and ``stride`` are ``(rows, columns)`` pairs, ``stride`` None for
+    regions that tile the map. Only the first
     ``k = pooled.shape[-1]`` columns of ``responses`` are pooled.
     """
     raise NotImplementedError("only callable from numba kernels")
 
 
-@njit
+@njit(inline="always")
 def _regions(i, size, stride, n):
     """First and last of the ``n`` regions ``[a * stride, a * stride + size)`` holding ``i``."""
     # -(-x // s) is ceil(x / s), also for negative x.
@@ -372,20 +380,27 @@ def _compose(activation, pooling, patches, responses, bias, n_cols, start, pool,
     act, pool_ = ACTIVATIONS[activation.stage], POOLINGS[pooling.stage]
     f, combine, rows = act.elementwise, pool_.combine, act.rows or _bias_unused
 
-    def compose(activation, pooling, patches, responses, bias, n_cols, start, pool, stride,
-                pooled):
-        k = pooled.shape[-1]
-        b = rows(patches, responses, bias, k)
-        if pool[0] == stride[0] and pool[1] == stride[1]:
-            # Every position in one region: activate and pool in one pass,
-            # without the bounds below (measurably slower per row).
+    # stride None: regions that tile the map, every position in one region.
+    # Activating and pooling in one pass, without the bounds of overlapping
+    # regions, is measurably faster per row; and a kernel that never pools
+    # overlapping regions does not compile that code.
+    if isinstance(stride, types.NoneType):
+        def compose(activation, pooling, patches, responses, bias, n_cols, start, pool, stride,
+                    pooled):
+            k = pooled.shape[-1]
+            b = rows(patches, responses, bias, k)
             for r in range(responses.shape[0]):
                 i, j = divmod(start + r, n_cols)
                 z = responses[r]
                 cell = pooled[i // pool[0], j // pool[1]]
                 for t in range(k):
                     cell[t] = combine(cell[t], f(z[t] + b[t]))
-            return
+        return compose
+
+    def compose(activation, pooling, patches, responses, bias, n_cols, start, pool, stride,
+                pooled):
+        k = pooled.shape[-1]
+        b = rows(patches, responses, bias, k)
         for r in range(responses.shape[0]):
             i, j = divmod(start + r, n_cols)
             z = responses[r]
@@ -431,41 +446,65 @@ def _finish_pool_impl(pooling, pooled, pool_h, pool_w):
     return finish
 
 
-@njit
 def map_extent(n_pooled, size, stride):
     """Positions of a map side that ``n_pooled`` regions of ``size`` every ``stride`` span."""
     return (n_pooled - 1) * stride + size
 
 
-@njit
-def _tiling(pool, stride, n_ph, n_pw):
-    """How the maps are pooled: ``(tile, tile stride, tiles per region, tile grid)``.
+@dataclass(frozen=True)
+class _Plan:
+    """How maps of ``(ph, pw)`` regions of ``pool`` every ``stride`` are pooled.
 
     Overlapping regions made of whole ``stride`` tiles are pooled from the
     pooled tiles, which adds every position once instead of once per region
     holding it (4 times for 6 x 6 regions every 3); other regions are pooled
-    directly (one tile per region).
+    directly (one tile per region). ``tile_stride`` is None where tiles do not
+    overlap, and ``per_region`` (tiles per region) None where there is one
+    tile per region: numba types None apart, so that each call compiles only
+    the code its pooling runs.
     """
-    if (pool[0] % stride[0] == 0 and pool[1] % stride[1] == 0
-            and (pool[0] != stride[0] or pool[1] != stride[1])):
-        per_region = (pool[0] // stride[0], pool[1] // stride[1])
-        return stride, stride, per_region, (n_ph - 1 + per_region[0], n_pw - 1 + per_region[1])
-    return pool, stride, (1, 1), (n_ph, n_pw)
+
+    n_cols: int
+    positions: int
+    tile: tuple
+    tile_stride: object
+    per_region: object
+    grid: tuple
+
+    @classmethod
+    def of(cls, pool, stride, n_ph, n_pw):
+        n_cols = map_extent(n_pw, pool[1], stride[1])
+        positions = map_extent(n_ph, pool[0], stride[0]) * n_cols
+        if pool == stride:
+            return cls(n_cols, positions, pool, None, None, (n_ph, n_pw))
+        if pool[0] % stride[0] == 0 and pool[1] % stride[1] == 0:
+            per_region = (pool[0] // stride[0], pool[1] // stride[1])
+            grid = (n_ph - 1 + per_region[0], n_pw - 1 + per_region[1])
+            return cls(n_cols, positions, stride, None, per_region, grid)
+        return cls(n_cols, positions, pool, stride, None, (n_ph, n_pw))
+
+    def tiles(self, n, k, dtype):
+        """Buffers for ``n`` images' tiles, or None where regions are pooled directly."""
+        if self.per_region is None:
+            return None
+        return np.empty((n,) + self.grid + (k,), dtype=dtype)
 
 
-@njit
-def _pool_tiles(pooling, tiles, per_region, no_bias, out):
-    """Pool the pooled ``tiles`` (th, tw, k) over windows of ``per_region`` tiles into ``out``."""
-    _start_pool(pooling, out)
-    rows = tiles.reshape(tiles.shape[0] * tiles.shape[1], tiles.shape[2])
-    _activate_pool(_IDENTITY, pooling, rows, rows, no_bias, tiles.shape[1], 0, per_region,
-                   (1, 1), out)
-    _finish_pool(pooling, out, per_region[0], per_region[1])
+@njit(inline="always")
+def _finish_image(pooling, cells, tile, per_region, out):
+    """Finish pooling ``cells``; pool them (tiles) into ``out`` where ``per_region`` is set."""
+    _finish_pool(pooling, cells, tile[0], tile[1])
+    if per_region is not None:
+        _start_pool(pooling, out)
+        rows = cells.reshape(cells.shape[0] * cells.shape[1], cells.shape[2])
+        no_bias = np.zeros(cells.shape[2], dtype=cells.dtype)
+        _activate_pool(_IDENTITY, pooling, rows, rows, no_bias, cells.shape[1], 0, per_region,
+                       (1, 1), out)
+        _finish_pool(pooling, out, per_region[0], per_region[1])
 
 
-@njit(cache=True, parallel=True)
 def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, pooling, pool,
-                  stride, n_threads, out):
+                  stride, out):
     """Convolve, activate and pool ``images`` (B, h, w, c) into ``out`` (B, ph, pw, k).
 
     ``filters_t`` (m*m*c, r) holds one filter per column, raveled as the patch
@@ -473,53 +512,94 @@ def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, po
     that need their input) those computing it. ``activation`` and ``pooling``
     are :class:`Stage` s; ``pool`` and ``stride`` are ``(rows, columns)`` of
     the regions, which span the top-left ``map_extent(ph, ...) x
-    map_extent(pw, ...)`` of the maps. Call with BLAS limited to one thread,
-    as every thread runs its own matrix products, and with ``n_threads =
-    numba.get_num_threads()`` (in here, that call would keep the kernel from
-    being cached).
+    map_extent(pw, ...)`` of the maps. Runs on numba's thread count of the
+    calling thread (at most one per image); call with BLAS limited to one
+    thread, as every thread runs its own matrix products.
     """
     n_images, n_ph, n_pw, k = out.shape
     d, n_responses = filters_t.shape
-    n_cols = map_extent(n_pw, pool[1], stride[1])
-    positions = map_extent(n_ph, pool[0], stride[0]) * n_cols
-    tile, tile_stride, per_region, grid = _tiling(pool, stride, n_ph, n_pw)
-    tiled = per_region[0] > 1 or per_region[1] > 1
+    plan = _Plan.of(tuple(pool), tuple(stride), n_ph, n_pw)
     block = max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // ((d + n_responses) * filters_t.itemsize))
-    block = min(block, positions)
-    patches = np.empty((n_threads, block, d), dtype=filters_t.dtype)
-    responses = np.empty((n_threads, block, n_responses), dtype=filters_t.dtype)
-    tiles = np.empty((n_threads if tiled else 0, grid[0], grid[1], k), dtype=out.dtype)
-    no_bias = np.zeros(k, dtype=out.dtype)
-    for b in prange(n_images):
-        thread = get_thread_id()
-        cells = tiles[thread] if tiled else out[b]
-        _start_pool(pooling, cells)
-        for start in range(0, positions, block):
-            rows = min(block, positions - start)
-            P = patches[thread, :rows]
-            R = responses[thread, :rows]
-            _extract(images[b], m, n_cols, start, normalize, epsilon, P)
-            np.dot(P, filters_t, R)
-            _activate_pool(activation, pooling, P, R, bias, n_cols, start, tile, tile_stride,
-                           cells)
-        _finish_pool(pooling, cells, tile[0], tile[1])
-        if tiled:
-            _pool_tiles(pooling, cells, per_region, no_bias, out[b])
+    block = min(block, plan.positions)
+    with _image_threads(n_images) as n_threads:
+        _convolve_pool(
+            images, filters_t, bias, m, normalize, epsilon, activation, pooling, plan.n_cols,
+            plan.positions, plan.tile, plan.tile_stride, plan.per_region,
+            np.empty((n_threads, block, d), dtype=filters_t.dtype),
+            np.empty((n_threads, block, n_responses), dtype=filters_t.dtype),
+            plan.tiles(n_threads, k, out.dtype), out,
+        )
 
 
+@contextmanager
+def _image_threads(n_images):
+    """Numba's thread count of the calling thread, lowered to ``n_images`` for the duration.
+
+    A parallel loop over fewer images than threads would wake threads that
+    have no image: every launch waits for all of them, which costs
+    milliseconds on a loaded machine (16 ms against 0.14 ms for one image).
+    """
+    previous = get_num_threads()
+    n_threads = min(previous, max(1, n_images))
+    if n_threads == previous:
+        yield n_threads
+        return
+    set_num_threads(n_threads)
+    try:
+        yield n_threads
+    finally:
+        set_num_threads(previous)
+
+
+# The parallel kernels hold nothing but their loop over images: numba's
+# parallel passes, which take seconds for each loop body they compile, see
+# one call.
 @njit(cache=True, parallel=True)
+def _convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, pooling, n_cols,
+                   positions, tile, tile_stride, per_region, patches, responses, tiles, out):
+    for b in prange(out.shape[0]):
+        thread = get_thread_id()
+        _convolve_pool_image(
+            images[b], filters_t, bias, m, normalize, epsilon, activation, pooling, n_cols,
+            positions, tile, tile_stride, per_region, patches[thread], responses[thread],
+            out[b] if tiles is None else tiles[thread], out[b],
+        )
+
+
+@njit
+def _convolve_pool_image(image, filters_t, bias, m, normalize, epsilon, activation, pooling,
+                         n_cols, positions, tile, tile_stride, per_region, patches, responses,
+                         cells, out):
+    block = patches.shape[0]
+    _start_pool(pooling, cells)
+    for start in range(0, positions, block):
+        rows = min(block, positions - start)
+        P = patches[:rows]
+        R = responses[:rows]
+        _extract(image, m, n_cols, start, normalize, epsilon, P)
+        np.dot(P, filters_t, R)
+        _activate_pool(activation, pooling, P, R, bias, n_cols, start, tile, tile_stride,
+                       cells)
+    _finish_image(pooling, cells, tile, per_region, out)
+
+
 def extract_patches(images, m, n_rows, n_cols, out):
     """Patch matrix of ``images`` (B, h, w, c) into ``out`` (B*n_rows*n_cols, m*m*c).
 
     Row ``(b * n_rows + i) * n_cols + j`` is the window with top-left corner
     (i, j) of image b, raveled as in :func:`_extract`.
     """
+    with _image_threads(len(images)):
+        _extract_patches(images, m, n_rows, n_cols, out)
+
+
+@njit(cache=True, parallel=True)
+def _extract_patches(images, m, n_rows, n_cols, out):
     positions = n_rows * n_cols
     for b in prange(images.shape[0]):
         _extract(images[b], m, n_cols, 0, False, 0.0, out[b * positions : (b + 1) * positions])
 
 
-@njit(cache=True, parallel=True)
 def pool(responses, pooling, size, stride, out):
     """Pool ``responses`` (B*n_rows*n_cols, k), rows as :func:`extract_patches` wrote them.
 
@@ -529,17 +609,23 @@ def pool(responses, pooling, size, stride, out):
     and ``n_cols`` likewise.
     """
     n_images, n_ph, n_pw, k = out.shape
-    n_cols = map_extent(n_pw, size[1], stride[1])
-    positions = map_extent(n_ph, size[0], stride[0]) * n_cols
-    tile, tile_stride, per_region, grid = _tiling(size, stride, n_ph, n_pw)
-    tiled = per_region[0] > 1 or per_region[1] > 1
-    tiles = np.empty((n_images if tiled else 0, grid[0], grid[1], k), dtype=out.dtype)
-    no_bias = np.zeros(k, dtype=out.dtype)
-    for b in prange(n_images):
-        R = responses[b * positions : (b + 1) * positions]
-        cells = tiles[b] if tiled else out[b]
-        _start_pool(pooling, cells)
-        _activate_pool(_IDENTITY, pooling, R, R, no_bias, n_cols, 0, tile, tile_stride, cells)
-        _finish_pool(pooling, cells, tile[0], tile[1])
-        if tiled:
-            _pool_tiles(pooling, cells, per_region, no_bias, out[b])
+    plan = _Plan.of(tuple(size), tuple(stride), n_ph, n_pw)
+    with _image_threads(n_images):
+        _pool(responses, pooling, plan.n_cols, plan.positions, plan.tile, plan.tile_stride,
+              plan.per_region, plan.tiles(n_images, k, out.dtype), out)
+
+
+@njit(cache=True, parallel=True)
+def _pool(responses, pooling, n_cols, positions, tile, tile_stride, per_region, tiles, out):
+    for b in prange(out.shape[0]):
+        _pool_image(responses[b * positions : (b + 1) * positions], pooling, n_cols, tile,
+                    tile_stride, per_region, out[b] if tiles is None else tiles[b], out[b])
+
+
+@njit
+def _pool_image(responses, pooling, n_cols, tile, tile_stride, per_region, cells, out):
+    _start_pool(pooling, cells)
+    no_bias = np.zeros(cells.shape[2], dtype=cells.dtype)
+    _activate_pool(_IDENTITY, pooling, responses, responses, no_bias, n_cols, 0, tile,
+                   tile_stride, cells)
+    _finish_image(pooling, cells, tile, per_region, out)

@@ -13,7 +13,6 @@ path). Either way the pooling stage is the same kernel code.
 import dataclasses
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from sklearn.pipeline import make_pipeline
 
@@ -115,8 +114,7 @@ class ConvPoolLayer:
                 images, np.ascontiguousarray(enc.weights.T, dtype=out.dtype),
                 enc.bias.astype(out.dtype), m, normalize,
                 enc.normalize_epsilon if normalize else 0.0,
-                _kernels.Stage(enc.activation), pooling, size, stride, numba.get_num_threads(),
-                out,
+                _kernels.Stage(enc.activation), pooling, size, stride, out,
             )
             return out
         n_rows, n_cols = self.map_extent(n_ph, n_pw)
@@ -143,7 +141,9 @@ class ConvPoolLayer:
         m = self.patch_size
         images = np.ascontiguousarray(patches).reshape(-1, m, m, self.channels)
         out = np.empty((len(patches), 1, 1, self.n_outputs), dtype=patches.dtype)
-        return self.with_pooling("mean", (1, 1)).forward(images, out).reshape(len(patches), -1)
+        # Any pooling of 1 x 1 regions is the identity: the layer's own keeps
+        # to the kernel specialization its transform compiles.
+        return self.with_pooling(pool_size=(1, 1)).forward(images, out).reshape(len(patches), -1)
 
 
 def _fold_error(layer, encoder, patches):

@@ -157,3 +157,27 @@ def test_two_threads_transforming_at_once(encoder):
     for outputs in results.values():
         for F in outputs:
             np.testing.assert_allclose(F, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 threads")
+@pytest.mark.parametrize("n_images, expected", [(1, 1), (3, 2)])
+def test_kernel_runs_no_more_threads_than_images(monkeypatch, n_images, expected):
+    # A parallel launch waits for every thread, also those without an image.
+    from skaecnn import _kernels
+
+    X = images(n=3, h=10, w=10)
+    conv = ConvPoolTransformer(SparseAutoencoderFeatures(4, max_iter=5, random_state=0),
+                               patch_size=3, n_patches=200, n_jobs=2, random_state=0).fit(X)
+    kernel, seen = _kernels._convolve_pool, []
+
+    def spy(*args):
+        seen.append(numba.get_num_threads())
+        return kernel(*args)
+
+    monkeypatch.setattr(_kernels, "_convolve_pool", spy)
+    previous = numba.get_num_threads()
+    F = conv.transform(X[:n_images])
+    assert seen == [expected]
+    assert numba.get_num_threads() == previous
+    np.testing.assert_allclose(F, reference(conv, X[:n_images]).reshape(n_images, -1),
+                               rtol=1e-10, atol=1e-10)
