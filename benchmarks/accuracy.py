@@ -180,7 +180,7 @@ class Config:
 
 DATASETS = {
     # 8x8 images: 3x3 patches, 6x6 maps pooled over quadrants.
-    "digits": Config(3, 3, 100, 10000, 400, 100, 3, Recipe(100, 1.0, 3, 1)),
+    "digits": Config(3, 3, 100, 10000, 400, 100, 3, Recipe(100, 1.0, 3, 1, zca=0.3)),
     # 28x28: 5x5 patches, 24x24 maps pooled into a 4x4 grid (k = 200: 3200
     # features; k = 400 from 20000 patches took 3x longer for no gain).
     # default-conv pools 4x4 regions (6x6 grid), as in the library's target.

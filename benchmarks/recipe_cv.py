@@ -19,6 +19,13 @@ images, all powers and ``C`` included)::
 
     python benchmarks/recipe_cv.py --mnist /work/shared/data/mnist --n-jobs 1 \\
         --k 100 200 --alpha 1 1.5 2 --pool 9:3 12:6 --power 1 0.5 --C 1 0.3
+
+The digits recipe's ZCA epsilon of 0.3 beat 0.1 at every random state
+(98.66 / 99.00 / 98.55% against 98.55 / 98.78 / 98.33%; about 15 s per
+combination on the 898 training images)::
+
+    for s in 0 1 2; do python benchmarks/recipe_cv.py --dataset digits \\
+        --n-jobs 1 --alpha 1 --pool 3:1 --zca 0.1 0.3 --random-state $s; done
 """
 
 import argparse
