@@ -3,7 +3,8 @@
 A layer is the fused computation of :func:`skaecnn._kernels.convolve_pool`:
 the patch rows ``P`` of every window a pooling region uses (optionally each
 brightness/contrast normalized), responses ``Z = P @ W.T + b``, activations
-``A = act(Z)``, pooled over non-overlapping regions. Training needs, per
+``A = act(Z)``, pooled over regions of ``pool`` every ``stride`` positions
+(overlapping when the stride is smaller). Training needs, per
 image, the activations of every position (the sigmoid's derivative is
 ``A (1 - A)``, the ReLU's is 1 where ``A > 0``) and, for max pooling, which position won each region: the
 forward kernel keeps both for one minibatch (memory grows with the batch,
@@ -32,7 +33,7 @@ from numba import get_thread_id, njit, prange
 
 import numba
 
-from ._kernels import _BLOCK_BYTES, _MIN_BLOCK_ROWS, _extract, sigmoid
+from ._kernels import _BLOCK_BYTES, _MIN_BLOCK_ROWS, _extract, _regions, map_extent, sigmoid
 
 #: The stages the backward pass differentiates, as the integer codes its
 #: kernels branch on; names are those of ``_kernels.ACTIVATIONS`` and
@@ -65,43 +66,47 @@ def _activate(Z, bias, activation):
 
 
 @njit(cache=True)
-def _pool_forward(A, n_cols, pool_h, pool_w, pooling, argmax, out):
+def _pool_forward(A, n_cols, pool, stride, pooling, argmax, out):
     """Pool activations ``A`` (positions, k) into ``out`` (ph, pw, k); max records its arg-max."""
-    k = out.shape[-1]
+    n_ph, n_pw, k = out.shape
     out[:] = -np.inf if pooling == MAX else 0.0
     for pos in range(A.shape[0]):
         i, j = divmod(pos, n_cols)
         a = A[pos]
-        cell = out[i // pool_h, j // pool_w]
-        if pooling == MAX:
-            winner = argmax[i // pool_h, j // pool_w]
-            for t in range(k):
-                if a[t] > cell[t]:
-                    cell[t] = a[t]
-                    winner[t] = pos
-        else:
-            for t in range(k):
-                cell[t] += a[t]
+        r0, r1 = _regions(i, pool[0], stride[0], n_ph)
+        c0, c1 = _regions(j, pool[1], stride[1], n_pw)
+        for r in range(r0, r1 + 1):
+            for c in range(c0, c1 + 1):
+                cell = out[r, c]
+                if pooling == MAX:
+                    winner = argmax[r, c]
+                    for t in range(k):
+                        if a[t] > cell[t]:
+                            cell[t] = a[t]
+                            winner[t] = pos
+                else:
+                    for t in range(k):
+                        cell[t] += a[t]
     if pooling == MEAN:
-        out *= 1.0 / (pool_h * pool_w)
+        out *= 1.0 / (pool[0] * pool[1])
 
 
 @njit(cache=True, parallel=True)
-def forward(images, filters_t, bias, m, normalize, epsilon, activation, pool_h, pool_w,
+def forward(images, filters_t, bias, m, normalize, epsilon, activation, pool, stride,
             pooling, n_threads, acts, argmax, out):
     """Layer output ``out`` (B, ph, pw, k) of ``images`` (B, h, w, c), keeping ``acts`` and ``argmax``.
 
     ``acts`` (B, positions, k) receives the activations of every window
-    position pooling uses (row-major over the ``(ph*pool_h) x (pw*pool_w)``
-    map), ``argmax`` (B, ph, pw, k) the winning position of each max-pooling
+    position pooling uses (row-major over the part of the map that the
+    regions of ``pool`` (rows, columns) every ``stride`` span), ``argmax`` (B, ph, pw, k) the winning position of each max-pooling
     region (untouched for other poolings). ``filters_t`` (m*m*c, k) as in
     :func:`skaecnn._kernels.convolve_pool`; call with single-threaded BLAS and
     ``n_threads = numba.get_num_threads()``.
     """
     n_images, n_ph, n_pw, k = out.shape
     d = filters_t.shape[0]
-    n_cols = n_pw * pool_w
-    positions = n_ph * pool_h * n_cols
+    n_cols = map_extent(n_pw, pool[1], stride[1])
+    positions = map_extent(n_ph, pool[0], stride[0]) * n_cols
     block = _block_rows(d, k, filters_t.itemsize, positions)
     patches = np.empty((n_threads, block, d), dtype=filters_t.dtype)
     for b in prange(n_images):
@@ -114,26 +119,33 @@ def forward(images, filters_t, bias, m, normalize, epsilon, activation, pool_h, 
             Z = A[start : start + rows]
             np.dot(P, filters_t, Z)
             _activate(Z, bias, activation)
-        _pool_forward(A, n_cols, pool_h, pool_w, pooling, argmax[b], out[b])
+        _pool_forward(A, n_cols, pool, stride, pooling, argmax[b], out[b])
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
-def _errors(A, start, n_cols, pool_h, pool_w, pooling, activation, argmax, d_out, E):
+def _errors(A, start, n_cols, pool, stride, pooling, activation, argmax, d_out, E):
     """``dL/dZ`` of positions ``start, ...`` into ``E`` from the pooled maps' error ``d_out``."""
-    k = E.shape[1]
-    scale = 1.0 / (pool_h * pool_w) if pooling == MEAN else 1.0
+    n_ph, n_pw, k = d_out.shape
+    scale = 1.0 / (pool[0] * pool[1]) if pooling == MEAN else 1.0
     for r in range(E.shape[0]):
         pos = start + r
         i, j = divmod(pos, n_cols)
-        g = d_out[i // pool_h, j // pool_w]
         e = E[r]
-        if pooling == MAX:
-            winner = argmax[i // pool_h, j // pool_w]
-            for t in range(k):
-                e[t] = g[t] if winner[t] == pos else 0.0
-        else:
-            for t in range(k):
-                e[t] = g[t] * scale
+        e[:] = 0.0
+        # A position in overlapping regions gets the error of each of them.
+        r0, r1 = _regions(i, pool[0], stride[0], n_ph)
+        c0, c1 = _regions(j, pool[1], stride[1], n_pw)
+        for ra in range(r0, r1 + 1):
+            for ca in range(c0, c1 + 1):
+                g = d_out[ra, ca]
+                if pooling == MAX:
+                    winner = argmax[ra, ca]
+                    for t in range(k):
+                        if winner[t] == pos:
+                            e[t] += g[t]
+                else:
+                    for t in range(k):
+                        e[t] += g[t] * scale
         if activation == SIGMOID:
             a = A[r]
             for t in range(k):
@@ -184,7 +196,7 @@ def _col2im(D, m, n_cols, start, d_image):
 
 
 @njit(cache=True, parallel=True)
-def backward(images, filters_t, filters, m, normalize, epsilon, activation, pool_h, pool_w,
+def backward(images, filters_t, filters, m, normalize, epsilon, activation, pool, stride,
              pooling, acts, argmax, d_out, n_threads, grad_w, grad_b, d_images):
     """Gradients of the layer from the error ``d_out`` (B, ph, pw, k) of its output.
 
@@ -197,8 +209,8 @@ def backward(images, filters_t, filters, m, normalize, epsilon, activation, pool
     """
     n_images, n_ph, n_pw, k = d_out.shape
     d = filters_t.shape[0]
-    n_cols = n_pw * pool_w
-    positions = n_ph * pool_h * n_cols
+    n_cols = map_extent(n_pw, pool[1], stride[1])
+    positions = map_extent(n_ph, pool[0], stride[0]) * n_cols
     block = _block_rows(d, k, filters_t.itemsize, positions)
     dtype = filters_t.dtype
     patches = np.empty((n_threads, block, d), dtype=dtype)
@@ -219,7 +231,7 @@ def backward(images, filters_t, filters, m, normalize, epsilon, activation, pool
             P = patches[thread, :rows]
             E = errors[thread, :rows]
             _extract(images[b], m, n_cols, start, normalize, epsilon, P)
-            _errors(acts[b, start : start + rows], start, n_cols, pool_h, pool_w, pooling,
+            _errors(acts[b, start : start + rows], start, n_cols, pool, stride, pooling,
                     activation, argmax[b], d_out[b], E)
             G = products[thread]
             np.dot(P.T, E, G)
@@ -252,31 +264,39 @@ class ConvStage:
     bias : ndarray of shape (k,)
     patch_size : int
     pool : (int, int)
+        Rows and columns of the pooling regions.
     pooling : int
-        A pooling code of :mod:`skaecnn._kernels`.
+        A code of :data:`POOLING_CODES`.
     activation : int
-        ``IDENTITY`` or ``SIGMOID``.
+        A code of :data:`ACTIVATION_CODES`.
     normalize_epsilon : float or None
         Each window brightness/contrast normalized with this epsilon.
     input_shape : (int, int, int)
         ``(h, w, c)`` of the layer's input.
+    stride : (int, int) or None, default=None
+        Rows and columns between the starts of neighbouring regions; None:
+        ``pool``, regions that tile the map.
     """
 
     def __init__(self, weights, bias, patch_size, pool, pooling, activation,
-                 normalize_epsilon, input_shape):
+                 normalize_epsilon, input_shape, stride=None):
         self.weights, self.bias = weights, bias
-        self.patch_size, self.pool, self.pooling = patch_size, pool, pooling
+        self.patch_size, self.pool, self.pooling = patch_size, tuple(pool), pooling
+        self.stride = self.pool if stride is None else tuple(stride)
         self.activation, self.normalize_epsilon = activation, normalize_epsilon
         self.input_shape = input_shape
         h, w, _ = input_shape
         m = patch_size
-        self.output_shape = ((h - m + 1) // pool[0], (w - m + 1) // pool[1], len(weights))
-        self.positions = self.output_shape[0] * pool[0] * self.output_shape[1] * pool[1]
+        grid = [(side - m + 1 - size) // step + 1
+                for side, size, step in zip((h, w), self.pool, self.stride)]
+        self.output_shape = (*grid, len(weights))
+        self.positions = int(np.prod([map_extent(n, size, step) for n, size, step
+                                      in zip(grid, self.pool, self.stride)]))
 
     def _config(self):
         normalize = self.normalize_epsilon is not None
         return (self.patch_size, normalize, self.normalize_epsilon if normalize else 0.0,
-                self.activation, self.pool[0], self.pool[1], self.pooling)
+                self.activation, self.pool, self.stride, self.pooling)
 
     def forward(self, X):
         """Output (B, ph, pw, k) of ``X`` (B, h, w, c) and what :meth:`backward` needs."""
@@ -287,9 +307,9 @@ class ConvStage:
         argmax = np.zeros((n,) + self.output_shape, dtype=np.int64)
         out = np.empty((n,) + self.output_shape, dtype=dtype)
         filters_t = np.ascontiguousarray(self.weights.T, dtype=dtype)
-        m, normalize, eps, act, ph, pw, pooling = self._config()
-        forward(X, filters_t, self.bias.astype(dtype), m, normalize, eps, act, ph, pw, pooling,
-                numba.get_num_threads(), acts, argmax, out)
+        m, normalize, eps, act, pool, stride, pooling = self._config()
+        forward(X, filters_t, self.bias.astype(dtype), m, normalize, eps, act, pool, stride,
+                pooling, numba.get_num_threads(), acts, argmax, out)
         return out, (X, acts, argmax)
 
     def backward(self, cache, d_out, need_input):
@@ -302,8 +322,8 @@ class ConvStage:
         grad_b = np.zeros((n_threads, k), dtype=dtype)
         d_X = np.empty(X.shape if need_input else (0, 1, 1, 1), dtype=dtype)
         filters = np.ascontiguousarray(self.weights, dtype=dtype)
-        m, normalize, eps, act, ph, pw, pooling = self._config()
-        backward(X, np.ascontiguousarray(filters.T), filters, m, normalize, eps, act, ph, pw,
+        m, normalize, eps, act, pool, stride, pooling = self._config()
+        backward(X, np.ascontiguousarray(filters.T), filters, m, normalize, eps, act, pool, stride,
                  pooling, acts, argmax, np.ascontiguousarray(d_out, dtype=dtype), n_threads,
                  grad_w, grad_b, d_X)
         return grad_w.sum(axis=0).T, grad_b.sum(axis=0), d_X if need_input else None

@@ -92,12 +92,6 @@ def _stage_of(layer, index, input_shape, dtype):
             f"{folded.activation!r} (k-means triangle features are not "
             f"differentiated); fine-tuning supports {sorted(_ACTIVATIONS)}."
         )
-    if layer.layer_.stride != layer.layer_.pool_size:
-        raise ValueError(
-            f"layers[{index}] cannot be fine-tuned: its pooling regions overlap or "
-            f"leave gaps (pool_stride={layer.pool_stride!r}, pool_size="
-            f"{layer.pool_size!r}); fine-tuning pools regions that tile the map."
-        )
     if tuple(input_shape) != tuple(layer.image_shape_):
         raise ValueError(
             f"layers[{index}] was fitted on inputs of shape {layer.image_shape_}, "
@@ -105,8 +99,9 @@ def _stage_of(layer, index, input_shape, dtype):
         )
     return ConvStage(
         np.array(folded.weights, dtype=dtype), np.array(folded.bias, dtype=dtype),
-        layer.patch_size_, layer.pool_size_, _POOLINGS[layer.pooling],
+        layer.patch_size_, layer.layer_.pool_size, _POOLINGS[layer.pooling],
         _ACTIVATIONS[folded.activation], folded.normalize_epsilon, tuple(input_shape),
+        layer.layer_.stride,
     )
 
 
@@ -165,8 +160,9 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         pooling 3); see :func:`skaecnn._convnet.default_layers`. The encoders
         must fold into filters with a sigmoid or identity activation, or
         ``activation="soft"`` or ``"split"`` (k-means triangle layers cannot
-        be fine-tuned), optionally after a leading :class:`PatchNormalizer`,
-        and pool regions that tile the map (``pool_stride=None``).
+        be fine-tuned), optionally after a leading :class:`PatchNormalizer`;
+        any ``pool_stride`` (overlapping regions pass each position's error
+        to every region holding it).
     hidden_layer_sizes : tuple of int, default=()
         Fully connected ReLU layers between the last pooled maps and the
         softmax, as in :class:`~sklearn.neural_network.MLPClassifier`.

@@ -69,16 +69,23 @@ def relative_error(net, X, Y, dropout=0.0, n_entries=5):
     return np.linalg.norm(numeric - analytic) / np.linalg.norm(numeric + analytic)
 
 
-def random_network(pooling, activation, normalize, hidden, n_layers, seed=0):
+# Regions ((rows, columns), stride) of the first and second layers.
+TILING = [((2, 2), None), ((1, 2), None)]
+# Regions overlapping along one axis and leaving gaps along the other, and the
+# reverse: a position's error sums over its regions, or is zero in a gap.
+OVERLAP_GAPS = [((3, 1), (2, 2)), ((2, 2), (3, 1))]
+
+
+def random_network(pooling, activation, normalize, hidden, n_layers, seed=0, regions=TILING):
     rng = np.random.RandomState(seed)
     X = rng.uniform(size=(3, 11, 10, 2))
     shape = X.shape[1:]
     stages = []
-    for i, (m, k, pool) in enumerate([(3, 4, (2, 2)), (2, 5, (1, 2))][:n_layers]):
+    for (m, k), (pool, stride) in zip([(3, 4), (2, 5)][:n_layers], regions):
         stage = ConvStage(
             rng.normal(size=(k, m * m * shape[2])) * 0.5, rng.normal(size=k) * 0.1, m, pool,
             POOLINGS[pooling], ACTIVATIONS[activation],
-            0.1 if normalize else None, shape,
+            0.1 if normalize else None, shape, stride,
         )
         stages.append(stage)
         shape = stage.output_shape
@@ -96,6 +103,14 @@ def random_network(pooling, activation, normalize, hidden, n_layers, seed=0):
 @pytest.mark.parametrize("pooling", list(POOLINGS))
 def test_gradient_equals_finite_differences(pooling, activation, normalize, hidden, n_layers):
     net, X, Y = random_network(pooling, activation, normalize, hidden, n_layers)
+    assert relative_error(net, X, Y) < 1e-6
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+@pytest.mark.parametrize("pooling", list(POOLINGS))
+def test_gradient_through_overlapping_and_gapped_pools(pooling, n_layers):
+    net, X, Y = random_network(pooling, "relu", True, (), n_layers, regions=OVERLAP_GAPS)
+    assert net.stages[0].output_shape[:2] == (4, 4)
     assert relative_error(net, X, Y) < 1e-6
 
 

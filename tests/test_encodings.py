@@ -178,15 +178,21 @@ def test_bad_encoding_or_stride_names_the_parameter(params, match):
         conv.fit(images())
 
 
-def test_convnet_fine_tunes_split_layers_and_refuses_overlapping_pools():
+def test_convnet_fine_tunes_split_layers_with_overlapping_pools():
     X, y = images(n=20, h=10, w=10), np.arange(20) % 2
-    params = dict(encoder=sae(), patch_size=3, n_patches=100, pool_size=2, random_state=0)
-    split = ConvPoolTransformer(activation="split", **params)
+    split = ConvPoolTransformer(sae(), patch_size=3, n_patches=100, pool_size=3, pool_stride=2,
+                                activation="split", random_state=0)
     net = ConvNetClassifier(layers=[split], max_iter=2, random_state=0).fit(X, y)
+    layer = net.layers_[0]
     # The fine-tuned filters are carried back, no longer a filter and its negative.
-    k = net.layers_[0].output_shape_[-1] // 2
-    assert not np.allclose(net.layers_[0].filters_[:k], -net.layers_[0].filters_[k:])
-    overlapping = ConvPoolTransformer(pool_stride=1, **params)
-    with pytest.raises(ValueError, match=r"pool_stride=1"):
-        ConvNetClassifier(layers=[overlapping], max_iter=1, random_state=0).fit(X, y)
+    k = layer.output_shape_[-1] // 2
+    assert not np.allclose(layer.filters_[:k], -layer.filters_[k:])
+    # The network pools the regions the fused kernel pools (3 x 3 every 2: a
+    # 3 x 3 grid on the 8 x 8 maps).
+    maps = layer.transform(X)
+    assert maps.shape == (20, 3, 3, 2 * k)
+    features = (maps.reshape(20, -1) - net.feature_mean_) * net.feature_scale_
+    scores = features @ net.coef_.T + net.intercept_
+    np.testing.assert_allclose(net.decision_function(X), scores[:, 1] - scores[:, 0],
+                               rtol=1e-9, atol=1e-9)
 
