@@ -329,6 +329,13 @@ class ConvStage:
         return grad_w.sum(axis=0).T, grad_b.sum(axis=0), d_X if need_input else None
 
 
+def signed_power(F, power):
+    """``sign(F) * |F|**power``: power normalization of pooled features."""
+    if power == 1:
+        return F
+    return np.sign(F) * np.abs(F) ** F.dtype.type(power)
+
+
 def _log_softmax(Z):
     Z = Z - Z.max(axis=1, keepdims=True)
     return Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
@@ -345,11 +352,18 @@ class Network:
     layer's steps far too short at its start). ``dense`` is a list of ``[W, b]``
     with ``W`` of shape (inputs, outputs): ReLU hidden layers on the flattened
     maps of the last stage, and last the softmax regression. All arrays are
-    updated in place by the optimizers (:meth:`parameters`).
+    updated in place by the optimizers (:meth:`parameters`). With ``power``
+    other than 1, ``f`` is first raised to it, ``sign(f) |f|**power``
+    (:func:`signed_power`).
     """
 
-    def __init__(self, stages, mean, scale, dense):
+    def __init__(self, stages, mean, scale, dense, power=1.0):
         self.stages, self.mean, self.scale, self.dense = stages, mean, scale, dense
+        self.power = power
+
+    def _features(self, out):
+        """The standardized input of the dense layers from the last stage's output."""
+        return (signed_power(out.reshape(len(out), -1), self.power) - self.mean) * self.scale
 
     def parameters(self):
         """The trainable arrays, weights and biases alternating."""
@@ -365,7 +379,7 @@ class Network:
         out = X
         for stage in self.stages:
             out, _ = stage.forward(out)
-        h = (out.reshape(len(out), -1) - self.mean) * self.scale
+        h = self._features(out)
         for i, (W, b) in enumerate(self.dense):
             h = h @ W + b
             if i < len(self.dense) - 1:
@@ -386,7 +400,7 @@ class Network:
         for stage in self.stages:
             out, cache = stage.forward(out)
             caches.append(cache)
-        h = (out.reshape(n, -1) - self.mean) * self.scale
+        h = self._features(out)
         inputs, masks = [], []
         for i, (W, b) in enumerate(self.dense):
             mask = None
@@ -415,7 +429,13 @@ class Network:
                 # The input of dense layer i is the ReLU output of layer i - 1.
                 delta *= inputs[i] > 0
         conv_grads = []
-        d_out = (delta * self.scale).reshape(out.shape)
+        d_out = delta * self.scale
+        if self.power != 1:
+            f = np.abs(out.reshape(n, -1))
+            # The derivative p |f|**(p - 1), taken as 0 at f = 0 (a region
+            # whose units are all off passes no error below anyway).
+            d_out *= self.power * np.where(f > 0, f, 1) ** (self.power - 1) * (f > 0)
+        d_out = d_out.reshape(out.shape)
         for level in range(len(self.stages) - 1, -1, -1):
             gw, gb, d_out = self.stages[level].backward(caches[level], d_out, level > 0)
             conv_grads[:0] = [gw, gb]

@@ -19,7 +19,9 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ._autoencoder import SparseAutoencoderFeatures
-from ._backprop import ACTIVATION_CODES, POOLING_CODES, ConvStage, Network, _log_softmax
+from ._backprop import (
+    ACTIVATION_CODES, POOLING_CODES, ConvStage, Network, _log_softmax, signed_power,
+)
 from ._convpool import ConvPoolTransformer, default_encoder
 from ._folding import FoldedEncoder
 from ._images import check_images, working_dtype
@@ -176,6 +178,11 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         Each training image of each minibatch is translated by a random
         number of pixels in ``[-max_shift, max_shift]`` along each axis,
         zero-padded. Minibatch solvers only.
+    power : float, default=1.0
+        The flattened maps of the last layer are raised to this power,
+        ``sign(f) * |f|**power``, before they are standardized: 0.5, the
+        square root of pooled features, compresses the large values of
+        frequent filters (see "Encoding and pooling" in the user guide).
     solver : {"adam", "sgd", "lbfgs"}, default="adam"
         ``"adam"`` or ``"sgd"`` (momentum 0.9, UFLDL's ``minFuncSGD``) on
         minibatches; ``"lbfgs"``: full-batch L-BFGS-B through
@@ -221,10 +228,11 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         and :func:`~skaecnn.plotting.plot_filters` use them (their
         ``encoder_`` is the pretrained encoder the filters started from).
     feature_mean_, feature_scale_ : ndarray of shape (n_inputs,)
-        The flattened maps of the last layer enter the fully connected
-        layers as ``(f - feature_mean_) * feature_scale_``: standardized
-        with the mean and standard deviation of the pretrained features of
-        the training images (fixed during training; ``n_inputs = ph*pw*k``).
+        The flattened maps of the last layer (raised to ``power``) enter the
+        fully connected layers as ``(f - feature_mean_) * feature_scale_``:
+        standardized with the mean and standard deviation of the pretrained
+        features of the training images (fixed during training; ``n_inputs =
+        ph*pw*k``).
     coefs_ : list of ndarray
         Weights ``(inputs, outputs)`` of the fully connected layers, the
         softmax last.
@@ -287,6 +295,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         "alpha": [Interval(Real, 0, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "max_shift": [Interval(Integral, 0, None, closed="left")],
+        "power": [Interval(Real, 0, None, closed="neither")],
         "solver": [StrOptions({"adam", "sgd", "lbfgs"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
@@ -312,6 +321,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         alpha=1e-4,
         dropout=0.0,
         max_shift=0,
+        power=1.0,
         solver="adam",
         batch_size=64,
         learning_rate_init=1e-3,
@@ -330,6 +340,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         self.alpha = alpha
         self.dropout = dropout
         self.max_shift = max_shift
+        self.power = power
         self.solver = solver
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
@@ -440,6 +451,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
                 f"{type(self).__name__} needs at least 2 classes."
             )
         self.layers_, stages, features = self._pretrain(images, rng)
+        features = signed_power(features, self.power)
         mean = features.mean(axis=0, dtype=np.float64)
         std = features.std(axis=0, dtype=np.float64)
         # Constant features (e.g. a unit that never fires) are left unscaled.
@@ -456,7 +468,8 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
             # pretrained features (the same objective restricted to it), so
             # that fine-tuning starts from the best the pretrained layers give.
             dense[0] = self._fit_softmax((features - mean) * scale, y, rng, dtype)
-        self._network = Network(stages, mean.astype(dtype), scale.astype(dtype), dense)
+        self._network = Network(stages, mean.astype(dtype), scale.astype(dtype), dense,
+                                self.power)
         self._optimizer_state = None
         self.loss_curve_ = []
         self.n_iter_ = 0

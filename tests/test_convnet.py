@@ -76,7 +76,8 @@ TILING = [((2, 2), None), ((1, 2), None)]
 OVERLAP_GAPS = [((3, 1), (2, 2)), ((2, 2), (3, 1))]
 
 
-def random_network(pooling, activation, normalize, hidden, n_layers, seed=0, regions=TILING):
+def random_network(pooling, activation, normalize, hidden, n_layers, seed=0, regions=TILING,
+                   power=1.0):
     rng = np.random.RandomState(seed)
     X = rng.uniform(size=(3, 11, 10, 2))
     shape = X.shape[1:]
@@ -92,7 +93,8 @@ def random_network(pooling, activation, normalize, hidden, n_layers, seed=0, reg
     sizes = [int(np.prod(shape)), *hidden, 3]
     dense = [[rng.normal(size=(a, b)) * 0.5, rng.normal(size=b) * 0.1]
              for a, b in zip(sizes[:-1], sizes[1:])]
-    net = Network(stages, rng.normal(size=sizes[0]) * 0.1, rng.uniform(0.5, 2, sizes[0]), dense)
+    net = Network(stages, rng.normal(size=sizes[0]) * 0.1, rng.uniform(0.5, 2, sizes[0]), dense,
+                  power)
     return net, X, np.eye(3)[[0, 2, 1]]
 
 
@@ -111,6 +113,13 @@ def test_gradient_equals_finite_differences(pooling, activation, normalize, hidd
 def test_gradient_through_overlapping_and_gapped_pools(pooling, n_layers):
     net, X, Y = random_network(pooling, "relu", True, (), n_layers, regions=OVERLAP_GAPS)
     assert net.stages[0].output_shape[:2] == (4, 4)
+    assert relative_error(net, X, Y) < 1e-6
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_gradient_through_the_power_of_the_features(activation):
+    # Identity maps have negative values: the power is signed.
+    net, X, Y = random_network("mean", activation, False, (), 2, power=0.5)
     assert relative_error(net, X, Y) < 1e-6
 
 
@@ -167,17 +176,17 @@ def test_fine_tuning_beats_the_pretrained_start_and_moves_the_filters():
 
 
 def test_layers_carry_the_fine_tuned_filters():
-    """transform of layers_ then the top equals decision_function."""
+    """transform of layers_, the power, then the top equals decision_function."""
     X, y = digits(200)
     # The second layer normalizes its windows of first-layer maps.
     second = layer(m=2, encoder=make_pipeline(
         PatchNormalizer(0.01), SparseAutoencoderFeatures(3, max_iter=5, random_state=0)))
-    clf = ConvNetClassifier([layer(k=4, pool=1), second], hidden_layer_sizes=(7,),
+    clf = ConvNetClassifier([layer(k=4, pool=1), second], hidden_layer_sizes=(7,), power=0.5,
                             max_iter=3, random_state=0).fit(X, y)
     assert [type(lay) for lay in clf.layers_] == [ConvPoolTransformer] * 2
     maps = clf.layers_[0].transform(X)
     assert maps.shape == (200, 6, 6, 4)
-    f = clf.layers_[1].transform(maps).reshape(200, -1)
+    f = np.sqrt(clf.layers_[1].transform(maps).reshape(200, -1))
     h = np.maximum((f - clf.feature_mean_) * clf.feature_scale_ @ clf.coefs_[0] + clf.intercepts_[0], 0)
     scores = h @ clf.coef_.T + clf.intercept_
     np.testing.assert_allclose(clf.decision_function(X), scores, rtol=1e-9, atol=1e-9)
