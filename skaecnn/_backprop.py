@@ -66,15 +66,22 @@ def _activate(Z, bias, activation):
 
 
 @njit(cache=True)
+def _regions_of(pos, n_cols, pool, stride, n_ph, n_pw):
+    """Rows ``r0..r1`` and columns ``c0..c1`` of the pooling regions holding position ``pos``."""
+    i, j = divmod(pos, n_cols)
+    r0, r1 = _regions(i, pool[0], stride[0], n_ph)
+    c0, c1 = _regions(j, pool[1], stride[1], n_pw)
+    return r0, r1, c0, c1
+
+
+@njit(cache=True)
 def _pool_forward(A, n_cols, pool, stride, pooling, argmax, out):
     """Pool activations ``A`` (positions, k) into ``out`` (ph, pw, k); max records its arg-max."""
     n_ph, n_pw, k = out.shape
     out[:] = -np.inf if pooling == MAX else 0.0
     for pos in range(A.shape[0]):
-        i, j = divmod(pos, n_cols)
         a = A[pos]
-        r0, r1 = _regions(i, pool[0], stride[0], n_ph)
-        c0, c1 = _regions(j, pool[1], stride[1], n_pw)
+        r0, r1, c0, c1 = _regions_of(pos, n_cols, pool, stride, n_ph, n_pw)
         for r in range(r0, r1 + 1):
             for c in range(c0, c1 + 1):
                 cell = out[r, c]
@@ -98,8 +105,9 @@ def forward(images, filters_t, bias, m, normalize, epsilon, activation, pool, st
 
     ``acts`` (B, positions, k) receives the activations of every window
     position pooling uses (row-major over the part of the map that the
-    regions of ``pool`` (rows, columns) every ``stride`` span), ``argmax`` (B, ph, pw, k) the winning position of each max-pooling
-    region (untouched for other poolings). ``filters_t`` (m*m*c, k) as in
+    regions of ``pool`` (rows, columns) every ``stride`` span), ``argmax``
+    (B, ph, pw, k) the winning position of each max-pooling region
+    (untouched for other poolings). ``filters_t`` (m*m*c, k) as in
     :func:`skaecnn._kernels.convolve_pool`; call with single-threaded BLAS and
     ``n_threads = numba.get_num_threads()``.
     """
@@ -129,12 +137,10 @@ def _errors(A, start, n_cols, pool, stride, pooling, activation, argmax, d_out, 
     scale = 1.0 / (pool[0] * pool[1]) if pooling == MEAN else 1.0
     for r in range(E.shape[0]):
         pos = start + r
-        i, j = divmod(pos, n_cols)
         e = E[r]
         e[:] = 0.0
         # A position in overlapping regions gets the error of each of them.
-        r0, r1 = _regions(i, pool[0], stride[0], n_ph)
-        c0, c1 = _regions(j, pool[1], stride[1], n_pw)
+        r0, r1, c0, c1 = _regions_of(pos, n_cols, pool, stride, n_ph, n_pw)
         for ra in range(r0, r1 + 1):
             for ca in range(c0, c1 + 1):
                 g = d_out[ra, ca]
@@ -330,7 +336,12 @@ class ConvStage:
 
 
 def signed_power(F, power):
-    """``sign(F) * |F|**power``: power normalization of pooled features."""
+    """``sign(F) * |F|**power``: power normalization of pooled features.
+
+    A power below 1 compresses the large pooled values of frequent filters
+    relative to the small ones of rare filters (see "Encoding and pooling" in
+    the user guide).
+    """
     if power == 1:
         return F
     return np.sign(F) * np.abs(F) ** F.dtype.type(power)

@@ -328,6 +328,7 @@ def test_clone_pickle_and_grid_search():
         (lambda: ConvNetClassifier([layer()], pretrain=False), "pretrain"),
         (lambda: ConvNetClassifier([PCA(2)]), r"layers\[0\] must be a ConvPoolTransformer"),
         (lambda: ConvNetClassifier([layer()], hidden_layer_sizes=(0,)), "hidden_layer_sizes"),
+        (lambda: ConvNetClassifier([layer()], power=0.0), "power"),
     ],
 )
 def test_bad_parameters(make, match):
