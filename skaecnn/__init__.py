@@ -12,6 +12,7 @@ from ._convnet import ConvNetClassifier
 from ._convpool import ConvPoolTransformer
 from ._kmeans_triangle import KMeansTriangleFeatures
 from ._normalization import PatchNormalizer
+from ._stack import ConvPoolStack
 from ._validation import DataRangeWarning
 from ._whitening import ZCAWhitening
 
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConvNetClassifier",
+    "ConvPoolStack",
     "ConvPoolTransformer",
     "DataRangeWarning",
     "KMeansTriangleFeatures",

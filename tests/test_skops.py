@@ -14,6 +14,7 @@ from sklearn.preprocessing import Normalizer, StandardScaler
 
 from skaecnn import (
     ConvNetClassifier,
+    ConvPoolStack,
     ConvPoolTransformer,
     KMeansTriangleFeatures,
     PatchNormalizer,
@@ -62,6 +63,8 @@ CASES = [
                                                         n_patches=300, random_state=0),
         StandardScaler(), LogisticRegression(max_iter=200)),
      "predict_proba", "images"),
+    ("stack", lambda: ConvPoolStack([conv(sae()), ConvPoolTransformer(
+        n_patches=300, patch_size=2, pool_size=1)], random_state=0), "transform", "images"),
     ("convnet", lambda: ConvNetClassifier([conv(sae())], max_iter=2, random_state=0),
      "predict_proba", "images"),
 ]
