@@ -7,6 +7,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, InvalidParameterError, StrOptions
 from sklearn.utils._set_output import _wrap_data_with_container
@@ -30,6 +31,12 @@ from ._whitening import ZCAWhitening
 _CHUNK_BYTES = 32 * 2**20
 # Coates et al.'s per-patch normalization epsilon for pixels in [0, 255].
 _COATES_EPSILON = 10.0
+# Pictures have at most 4 channels (grey, RGB, RGBA). More are taken as the
+# pooled maps of a layer below, one channel per filter: per-window brightness
+# and contrast mean nothing across such channels, whose scales differ (a unit
+# that seldom fires has a small one), so the default encoder standardizes
+# every value of the window instead.
+_MAX_PICTURE_CHANNELS = 4
 
 
 def _pair(value, name):
@@ -45,16 +52,23 @@ def _pair(value, name):
 
 
 def default_encoder(
-    value_range, n_components=100, max_iter=400, random_state=None, verbose=0
+    value_range, n_components=100, max_iter=400, random_state=None, verbose=0, n_channels=1
 ):
     """The encoder ConvPoolTransformer uses when given None.
 
-    PatchNormalizer with Coates et al.'s ``epsilon = 10`` for 8-bit pixels,
-    scaled to pixels spanning ``value_range``; ZCA whitening; UFLDL's linear
-    decoder sparse autoencoder.
+    For pictures (at most 4 channels), PatchNormalizer with Coates et al.'s
+    ``epsilon = 10`` for 8-bit pixels, scaled to pixels spanning
+    ``value_range``; for stacks of maps (more channels), StandardScaler. Then
+    ZCA whitening and UFLDL's linear decoder sparse autoencoder.
     """
+    if n_channels > _MAX_PICTURE_CHANNELS:
+        normalization = StandardScaler()
+    else:
+        normalization = PatchNormalizer(
+            epsilon=_COATES_EPSILON * ((value_range or 1.0) / 255.0) ** 2
+        )
     return make_pipeline(
-        PatchNormalizer(epsilon=_COATES_EPSILON * ((value_range or 1.0) / 255.0) ** 2),
+        normalization,
         ZCAWhitening(epsilon=1.0),
         SparseAutoencoderFeatures(
             n_components=n_components,
@@ -109,7 +123,15 @@ class ConvPoolTransformer(TransformerMixin, BaseEstimator):
         data. These are UFLDL's linear-decoder settings except the whitening
         epsilon: 1.0 measured best on MNIST (97.6% held out with 5 x 5
         patches, pooling 4, StandardScaler and LogisticRegression; 0.1 gave
-        97.3%).
+        97.3%). Input with more than 4 channels (more than grey, RGB or RGBA
+        pictures have) is taken as the pooled maps of a layer below, whose
+        channels are different filters on different scales: per-window
+        normalization is replaced by
+        :class:`~sklearn.preprocessing.StandardScaler` (every value of the
+        window), which folds as well. As a second layer on the digits (3-fold
+        cross-validation on the training half), its 100 pooled features
+        classified 97.3% against 96.7% with per-window normalization, and it
+        fitted in about half the time (see the user guide).
     patch_size : int or "auto", default="auto"
         Side ``m`` of the square patches (filters). ``"auto"`` takes
         ``min(max(3, s // 5), 8)`` for the shorter side ``s`` of the images
@@ -354,6 +376,7 @@ class ConvPoolTransformer(TransformerMixin, BaseEstimator):
                 float(np.ptp(patches)),
                 random_state=rng.randint(np.iinfo(np.int32).max),
                 verbose=self.verbose,
+                n_channels=images.shape[3],
             )
         else:
             self.encoder_ = clone(self.encoder)

@@ -24,10 +24,11 @@ class ConvPoolStack(TransformerMixin, BaseEstimator):
     how the patterns combine over larger regions.
 
     This is ``make_pipeline(layer_1, ..., layer_n)`` with ``flatten=False``
-    below the top, with every layer's output kept. A layer above the first
-    with ``encoder=None`` gets :class:`ConvPoolTransformer`'s default for
-    stacks of maps (per-feature standardization instead of per-window
-    normalization, see its ``encoder`` parameter).
+    below the top, with every layer's output kept. A layer with
+    ``encoder=None`` above one of more than 4 filters gets
+    :class:`ConvPoolTransformer`'s default for stacks of maps
+    (standardization instead of per-window normalization, see its
+    ``encoder`` parameter).
 
     Parameters
     ----------

@@ -106,6 +106,19 @@ def test_default_encoder_is_folded_and_scaled_to_the_pixel_range():
     np.testing.assert_allclose(conv.transform(X), reference(conv, X).reshape(4, -1), atol=1e-10)
 
 
+@pytest.mark.parametrize("channels, steps", [
+    (4, (PatchNormalizer, ZCAWhitening, SparseAutoencoderFeatures)),
+    (5, (StandardScaler, ZCAWhitening, SparseAutoencoderFeatures)),
+])
+def test_default_encoder_standardizes_stacks_of_maps(channels, steps):
+    # Pictures have at most 4 channels; more are the maps of a layer below.
+    X = images(n=4, h=6, w=6, c=channels) * np.arange(1, channels + 1)
+    conv = ConvPoolTransformer(patch_size=3, n_patches=100, pool_size=2, random_state=0).fit(X)
+    assert tuple(type(step) for _, step in conv.encoder_.steps) == steps
+    assert conv.layer_.folded and conv.filters_.shape == (100, 3, 3, channels)
+    np.testing.assert_allclose(conv.transform(X), reference(conv, X).reshape(4, -1), atol=1e-10)
+
+
 @pytest.mark.parametrize("pooling", ["mean", "max", "sum"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pooling_and_dtype(pooling, dtype):
