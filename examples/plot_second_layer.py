@@ -16,16 +16,30 @@ without labels from the output of the layer below.
 A second-layer unit is a feature of *first-layer activations*, not of pixels:
 it fires for a particular arrangement of strokes and edges, over a region of
 the image larger than one first-layer filter. This example learns two layers
-on the 8x8 digits, looks at what the second-layer units respond to, and
-measures what they add to a logistic regression.
+on the 8x8 digits with a :class:`~skaecnn.ConvPoolStack`, looks at the image
+windows that excite the second-layer units most, and measures what the
+second layer adds to a logistic regression.
 """
 
 # %%
-# Layer 1
-# -------
-# 32 filters of 3x3 pixels (per-patch normalization, ZCA whitening, sparse
-# autoencoder with a linear decoder), giving 6x6 maps, mean-pooled over 2x2
-# regions to 3x3. ``flatten=False`` keeps the maps as ``(n, 3, 3, 32)``.
+# Two layers, fitted greedily
+# ---------------------------
+# A :class:`~skaecnn.ConvPoolStack` fits its layers bottom first, each on the
+# pooled maps of the layer below, and concatenates the pooled features of all
+# of them.
+#
+# Layer 1: 32 filters of 3x3 pixels (per-patch normalization, ZCA whitening,
+# sparse autoencoder with a linear decoder), giving 6x6 maps, mean-pooled over
+# 2x2 regions to 3x3: the second layer's input is ``(n, 3, 3, 32)``.
+#
+# Layer 2 sees 2x2 blocks of these maps, i.e. vectors of ``2 * 2 * 32 = 128``
+# first-layer activations. Its encoder is the one ConvPoolTransformer chooses
+# by default for such stacks of maps (more than 4 channels), spelled out here
+# to learn 64 units that converge in seconds: every value of the window
+# standardized, then whitened (the activations of neighbouring positions and
+# of similar filters are strongly correlated, just as neighbouring pixels
+# are), then a sparse autoencoder. On the 3x3 maps this gives 2x2 maps per
+# unit, pooled here over all of them: one value per unit and image.
 import time
 
 import matplotlib.pyplot as plt
@@ -36,6 +50,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skaecnn import (
+    ConvPoolStack,
     ConvPoolTransformer,
     PatchNormalizer,
     SparseAutoencoderFeatures,
@@ -65,18 +80,26 @@ def sparse_autoencoder(k):
 
 
 start = time.perf_counter()
-layer1 = ConvPoolTransformer(
-    make_pipeline(PatchNormalizer(epsilon=10 / 255**2), ZCAWhitening(epsilon=0.1),
-                  sparse_autoencoder(32)),
-    patch_size=3,
-    pool_size=2,
-    n_patches=5000,
-    flatten=False,
+stack = ConvPoolStack(
+    [
+        ConvPoolTransformer(
+            make_pipeline(PatchNormalizer(epsilon=10 / 255**2), ZCAWhitening(epsilon=0.1),
+                          sparse_autoencoder(32)),
+            patch_size=3, pool_size=2, n_patches=5000,
+        ),
+        ConvPoolTransformer(
+            make_pipeline(StandardScaler(), ZCAWhitening(epsilon=1.0), sparse_autoencoder(64)),
+            patch_size=2, pool_size=2, n_patches=5000,
+        ),
+    ],
     random_state=0,
 )
-maps_train = layer1.fit_transform(X_train)
-maps_test = layer1.transform(X_test)
-print(f"layer 1: {maps_train.shape} pooled maps ({time.perf_counter() - start:.1f} s)")
+features_train = stack.fit_transform(X_train)
+features_test = stack.transform(X_test)
+layer1, layer2 = stack.layers_
+print(f"layer 1: output {layer1.output_shape_}; layer 2: output {layer2.output_shape_}, "
+      f"encoder {[name for name, _ in layer2.encoder_.steps]}, {layer2.path_}; "
+      f"features {features_train.shape} ({time.perf_counter() - start:.1f} s)")
 
 # %%
 # The first-layer filters (``layer1.filters_``: whitening folded in, as they
@@ -93,54 +116,36 @@ fig.tight_layout()
 plot_feature_maps(layer1, X_train[0], max_maps=16)
 
 # %%
-# Layer 2
-# -------
-# The second layer sees 2x2 blocks of the pooled maps, i.e. vectors of
-# ``2 * 2 * 32 = 128`` first-layer activations. They are whitened (the
-# activations of neighbouring positions and of similar filters are strongly
-# correlated, just as neighbouring pixels are) and encoded by a sparse
-# autoencoder with 64 hidden units. On the 3x3 maps this gives 2x2 maps per
-# unit, pooled here over all of them: one value per unit and image.
-#
-# Each first-layer pooled cell covers 4x4 pixels (a 3x3 filter moved over a
-# 2x2 pooling region), so one second-layer window covers 6x6 of the 8x8
-# pixels.
-start = time.perf_counter()
-layer2 = ConvPoolTransformer(
-    make_pipeline(ZCAWhitening(epsilon=0.1), sparse_autoencoder(64)),
-    patch_size=2,
-    pool_size=2,
-    n_patches=5000,
-    random_state=0,
-)
-features2_train = layer2.fit_transform(maps_train)
-features2_test = layer2.transform(maps_test)
-print(f"layer 2: input {layer2.image_shape_}, output {layer2.output_shape_} "
-      f"({time.perf_counter() - start:.1f} s)")
-
-# %%
 # What the second-layer units respond to
 # --------------------------------------
 # A second-layer filter lives in the space of first-layer activations and has
-# no picture of its own. Instead, for 24 units we average the 6x6 pixel
-# windows of the 30 training images on which the unit fires most (the
-# "receptive field" of the unit at that position). The units respond to
-# curves, loops, corners and junctions: arrangements of several first-layer
-# strokes, larger than any first-layer filter.
+# no picture of its own. Its receptive field in pixels does: one first-layer
+# pooled cell covers ``p1 + m1 - 1 = 4`` pixels a side (a 3x3 filter moved
+# over a 2x2 pooling region), cells start every ``p1 = 2`` pixels, so a
+# window of 2x2 cells covers ``(m2 - 1) * 2 + 4 = 6`` pixels a side. For 8
+# units, each row shows the 6x6 pixel windows of the 8 training images on
+# which the unit fires most (its strongest position in each image), then their
+# mean over the top 30. The units respond to curves, loops, corners and
+# junctions -- arrangements of several first-layer strokes, larger than any
+# first-layer filter -- and each unit's top windows share that arrangement.
+maps_train = layer1.transform(X_train)
 unpooled = layer2.convolve(maps_train)  # (n, 2, 2, 64) before pooling
-n_units, n_top, side = 24, 30, 6
-preferred = np.empty((n_units, side, side))
+step = layer1.layer_.stride[0]
+side = (layer2.patch_size_ - 1) * step + layer1.pool_size_[0] + layer1.patch_size_ - 1
+n_units, n_shown, n_mean = 8, 8, 30
+tiles = []
 for unit in range(n_units):
-    responses = unpooled[..., unit].ravel()
-    top = np.argsort(responses)[::-1][:n_top]
-    img, i, j = np.unravel_index(top, unpooled.shape[:3])
-    windows = [X_train[a, 2 * b : 2 * b + side, 2 * c : 2 * c + side]
-               for a, b, c in zip(img, i, j)]
-    preferred[unit] = np.mean(windows, axis=0)
-fig, ax = plt.subplots(figsize=(6, 4.5))
-plot_filters(preferred, n_cols=6, ax=ax,
-             title="layer 2: mean of the 30 windows (6x6 pixels)\n"
-                   "that activate each of 24 units most")
+    responses = unpooled[..., unit].reshape(len(unpooled), -1)
+    best = responses.argmax(axis=1)  # the strongest position of every image
+    top = np.argsort(responses.max(axis=1))[::-1][:n_mean]
+    rows, cols = np.unravel_index(best[top], unpooled.shape[1:3])
+    windows = np.array([X_train[i, r * step : r * step + side, c * step : c * step + side]
+                        for i, r, c in zip(top, rows, cols)])
+    tiles += [*windows[:n_shown], windows.mean(axis=0)]
+fig, ax = plt.subplots(figsize=(6, 5.6))
+plot_filters(np.array(tiles), n_cols=n_shown + 1, scale="common", ax=ax,
+             title=f"layer 2: the {side}x{side}-pixel windows that excite 8 units most\n"
+                   f"(one row per unit; last column: mean of the top {n_mean})")
 fig.tight_layout()
 
 # %%
@@ -152,7 +157,8 @@ fig.tight_layout()
 # * layer 1 with its spatial layout: the 3x3 pooled maps, 288 features;
 # * layer 1 pooled over the whole image (a bag of strokes, 32 features);
 # * layer 2 pooled over the whole image (64 features);
-# * both pooled over the whole image (96 features).
+# * both pooled over the whole image (96 features);
+# * the stack's output: layer 1's 3x3 maps and layer 2 (352 features).
 #
 # Once positions are pooled away, the first-layer features only say *which*
 # strokes occur, and the accuracy drops. The second-layer features encode how
@@ -169,26 +175,26 @@ def held_out_accuracy(train_features, test_features):
     return model.score(test_features, y_test)
 
 
-def flat(maps):
-    return maps.reshape(len(maps), -1)
-
-
+n1 = int(np.prod(layer1.output_shape_))  # the stack's first columns are layer 1's
+maps_test = layer1.transform(X_test)
 global1_train, global1_test = maps_train.mean(axis=(1, 2)), maps_test.mean(axis=(1, 2))
+features2_train, features2_test = features_train[:, n1:], features_test[:, n1:]
 scores = {
-    "layer 1, 3x3 maps (288)": held_out_accuracy(flat(maps_train), flat(maps_test)),
+    "layer 1, 3x3 maps (288)": held_out_accuracy(features_train[:, :n1], features_test[:, :n1]),
     "layer 1, global pool (32)": held_out_accuracy(global1_train, global1_test),
     "layer 2, global pool (64)": held_out_accuracy(features2_train, features2_test),
     "layers 1+2, global pool (96)": held_out_accuracy(
         np.hstack([global1_train, features2_train]),
         np.hstack([global1_test, features2_test]),
     ),
+    "ConvPoolStack: 1 maps + 2 (352)": held_out_accuracy(features_train, features_test),
 }
 for name, score in scores.items():
-    print(f"{name:>30}: {score:.3f}")
+    print(f"{name:>32}: {score:.3f}")
 
-fig, ax = plt.subplots(figsize=(7, 3.2))
+fig, ax = plt.subplots(figsize=(7, 3.6))
 bars = ax.barh(list(scores), list(scores.values()),
-               color=["tab:gray", "tab:blue", "tab:orange", "tab:green"])
+               color=["tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:purple"])
 ax.bar_label(bars, fmt="%.3f", padding=3)
 ax.set_xlim(0.85, 1.02)
 ax.set_xticks(np.arange(0.86, 1.001, 0.02))
