@@ -446,6 +446,8 @@ def _finish_pool_impl(pooling, pooled, pool_h, pool_w):
     return finish
 
 
+# Compiled: the fine-tuning kernels (``_backprop``) call it too.
+@njit(cache=True)
 def map_extent(n_pooled, size, stride):
     """Positions of a map side that ``n_pooled`` regions of ``size`` every ``stride`` span."""
     return (n_pooled - 1) * stride + size
