@@ -38,6 +38,7 @@ would otherwise keep every loop that divides from vectorizing.
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from numba import get_num_threads, get_thread_id, njit, prange, set_num_threads, types
@@ -335,7 +336,14 @@ class _StageType(types.Type):
 
 @typeof_impl.register(Stage)
 def _typeof_stage(value, context):
-    return _StageType(value.name)
+    return _stage_type(value.name)
+
+
+@lru_cache(maxsize=None)
+def _stage_type(name):
+    # Building a numba type interns it, which takes tens of microseconds: as
+    # much as the kernel itself on one small image.
+    return _StageType(name)
 
 
 register_model(_StageType)(models.OpaqueModel)
