@@ -22,7 +22,7 @@ from ._dask import lazy_on_dask
 from ._folding import Fold
 from ._objective import initialize, loss_and_gradient, sigmoid, unpack
 from ._threads import effective_threads
-from ._validation import Interval
+from ._validation import Interval, N_JOBS
 
 # Adam's moment decay rates and denominator guard (Kingma & Ba, 2015).
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
@@ -174,11 +174,7 @@ class SparseAutoencoderFeatures(
         "tol": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
-        "n_jobs": [
-            None,
-            Interval(Integral, None, -1, closed="right"),
-            Interval(Integral, 1, None, closed="left"),
-        ],
+        "n_jobs": N_JOBS,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }

@@ -26,7 +26,7 @@ from ._convpool import ConvPoolTransformer, default_encoder
 from ._folding import FoldedEncoder
 from ._images import check_images, working_dtype
 from ._threads import effective_threads, threads
-from ._validation import Interval
+from ._validation import Interval, N_JOBS
 from ._whitening import ZCAWhitening
 
 # Adam's moment decay rates and denominator guard (Kingma & Ba, 2015), and
@@ -307,11 +307,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         "pretrain": [StrOptions({"keep"}), "boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
-        "n_jobs": [
-            None,
-            Interval(Integral, None, -1, closed="right"),
-            Interval(Integral, 1, None, closed="left"),
-        ],
+        "n_jobs": N_JOBS,
     }
 
     def __init__(

@@ -21,7 +21,7 @@ from ._kernels import POOLINGS
 from ._layer import build_layer
 from ._normalization import PatchNormalizer
 from ._threads import effective_threads, threads
-from ._validation import DataRangeWarning, Interval
+from ._validation import DataRangeWarning, Interval, N_JOBS
 from ._whitening import ZCAWhitening
 
 # Working memory of one chunk of images when batch_size is None: for folded
@@ -271,11 +271,7 @@ class ConvPoolTransformer(TransformerMixin, BaseEstimator):
         "image_shape": [None, tuple, list],
         "flatten": ["boolean"],
         "batch_size": [None, Interval(Integral, 1, None, closed="left")],
-        "n_jobs": [
-            None,
-            Interval(Integral, None, -1, closed="right"),
-            Interval(Integral, 1, None, closed="left"),
-        ],
+        "n_jobs": N_JOBS,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }

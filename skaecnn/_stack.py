@@ -1,14 +1,12 @@
 """Layers of ConvPoolTransformers fitted greedily, their pooled features concatenated."""
 
-from numbers import Integral
-
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from ._convpool import ConvPoolTransformer
-from ._validation import Interval
+from ._validation import N_JOBS
 
 
 class ConvPoolStack(TransformerMixin, BaseEstimator):
@@ -90,11 +88,7 @@ class ConvPoolStack(TransformerMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "layers": [list],
         "concatenate": ["boolean"],
-        "n_jobs": [
-            None,
-            Interval(Integral, None, -1, closed="right"),
-            Interval(Integral, 1, None, closed="left"),
-        ],
+        "n_jobs": N_JOBS,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }

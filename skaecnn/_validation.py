@@ -23,6 +23,15 @@ class Interval(_SklearnInterval):
         return not isinstance(val, bool) and super().is_satisfied_by(val)
 
 
+#: The constraint of every estimator's ``n_jobs``: None, -1, -2, ... (all
+#: cores, all but one, ...) or a positive count; never 0.
+N_JOBS = [
+    None,
+    Interval(numbers.Integral, None, -1, closed="right"),
+    Interval(numbers.Integral, 1, None, closed="left"),
+]
+
+
 class DataRangeWarning(UserWarning):
     """Input values far outside the range an estimator was fitted on.
 
