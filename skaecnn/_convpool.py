@@ -125,8 +125,9 @@ class ConvPoolTransformer(TransformerMixin, BaseEstimator):
         against 97.3% for 0.1, with 5 x 5 patches, pooling 4, StandardScaler
         and LogisticRegression), where no setting should be chosen; a 3-fold
         cross-validation on the training half since found 0.1, 0.3 and 1.0
-        level, within the folds' deviation of about half a point. Input with more than 4 channels (more than grey, RGB or RGBA
-        pictures have) is taken as the pooled maps of a layer below, whose
+        level, within the folds' deviation of about half a point. Input with
+        more than 4 channels (more than grey, RGB or RGBA pictures have) is
+        taken as the pooled maps of a layer below, whose
         channels are different filters on different scales: per-window
         normalization is replaced by
         :class:`~sklearn.preprocessing.StandardScaler` (every value of the
