@@ -36,12 +36,12 @@ variance (PatchNormalizer, computed in place rather than folded).
 would otherwise keep every loop that divides from vectorizing.
 """
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from numba import get_num_threads, get_thread_id, njit, prange, set_num_threads, types
+from numba import get_num_threads, get_thread_id, njit, prange, set_num_threads, typeof, types
+from numba._dispatcher import compute_fingerprint
 from numba.core.imputils import lower_constant
 from numba.np.numpy_support import as_dtype
 from numba.extending import (
@@ -52,6 +52,7 @@ from numba.extending import (
     typeof_impl,
     unbox,
 )
+from numba.types import FunctionType
 from numpy.polynomial import Chebyshev, Polynomial
 
 # Bytes of one thread's block of patch rows plus their filter responses: about
@@ -531,52 +532,113 @@ def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, po
     plan = _Plan.of(tuple(pool), tuple(stride), n_ph, n_pw)
     block = max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // ((d + n_responses) * filters_t.itemsize))
     block = min(block, plan.positions)
-    with _image_threads(n_images) as n_threads:
-        _convolve_pool(
-            images, filters_t, bias, m, normalize, epsilon, activation, pooling, plan.n_cols,
-            plan.positions, plan.tile, plan.tile_stride, plan.per_region,
-            np.empty((n_threads, block, d), dtype=filters_t.dtype),
-            np.empty((n_threads, block, n_responses), dtype=filters_t.dtype),
-            plan.tiles(n_threads, k, out.dtype), out,
-        )
+    if n_images == 0:
+        return
+    n_threads = _image_threads(n_images)
+    patches = np.empty((n_threads, block, d), dtype=filters_t.dtype)
+    responses = np.empty((n_threads, block, n_responses), dtype=filters_t.dtype)
+    tiles = plan.tiles(n_threads, k, out.dtype)
+    shared = (filters_t, bias, m, normalize, epsilon, activation, pooling, plan.n_cols,
+              plan.positions, plan.tile, plan.tile_stride, plan.per_region)
+    _over_images(
+        n_images, _convolve_pool, _convolve_pool_image,
+        (images[0], *shared, patches[0], responses[0], out[0] if tiles is None else tiles[0],
+         out[0]),
+        (images, *shared, patches, responses, tiles, out),
+    )
 
 
-@contextmanager
 def _image_threads(n_images):
-    """Numba's thread count of the calling thread, lowered to ``n_images`` for the duration.
+    """Threads of a parallel loop over ``n_images``: numba's count, at most one per image.
 
     A parallel loop over fewer images than threads would wake threads that
     have no image: every launch waits for all of them, which costs
     milliseconds on a loaded machine (16 ms against 0.14 ms for one image).
     """
-    previous = get_num_threads()
-    n_threads = min(previous, max(1, n_images))
-    if n_threads == previous:
-        yield n_threads
+    return min(get_num_threads(), n_images)
+
+
+def _over_images(n_images, kernel, function, first, batch):
+    """Run ``function`` on each of ``n_images`` images.
+
+    One image runs in the calling thread, ``function(*first)``, with nothing
+    to launch. More run in the parallel ``kernel``, which takes ``function``
+    by address (see :class:`_ByAddress`) and ``batch`` and calls ``function``
+    on each image, on ``_image_threads(n_images)`` of numba's threads for the
+    duration; ``first`` is the first image's arguments, whose types
+    ``function`` is compiled for.
+    """
+    if n_images == 1:
+        function(*first)
         return
-    set_num_threads(n_threads)
+    previous = get_num_threads()
+    set_num_threads(_image_threads(n_images))
     try:
-        yield n_threads
+        kernel(_by_address(function, *first), *batch)
     finally:
         set_num_threads(previous)
 
 
-# The parallel kernels hold nothing but their loop over images: numba's
-# parallel passes, which take seconds for each loop body they compile, see
-# one call.
+class _ByAddress:
+    """A per-image function compiled for ``argtypes``, which a parallel kernel calls by address.
+
+    Numba links the code of every function a function calls into its library
+    and optimizes and compiles it again there. A per-image function called by
+    name from a parallel loop is compiled three times (alone, in the loop's
+    gufunc and in the kernel around it), which made a first transform take
+    seconds longer. Called through its address, it is compiled once (and
+    cached on disk like the kernel), and the kernel's loop holds only a call.
+    """
+
+    def __init__(self, function, argtypes):
+        result = function.get_compile_result(types.none(*argtypes))
+        # Numba's typeof reads _numba_type_ (building the type at every call
+        # would cost as much as the kernel on a small image), and its
+        # unboxing calls __wrapper_address__ (numba's "wrapper address
+        # protocol"; WrapperAddressProtocol itself is typed anew at each call).
+        self._numba_type_ = FunctionType(result.signature)
+        self._address = result.library.get_pointer_to_function(
+            result.fndesc.llvm_cfunc_wrapper_name
+        )
+
+    def __wrapper_address__(self):
+        return self._address
+
+
+_BY_ADDRESS = {}
+
+
+def _by_address(function, *args):
+    """``function`` compiled for the types of ``args`` (one image's), for a parallel kernel."""
+    # Numba's own type fingerprints key the lookup: typeof takes ~15 us per
+    # array, as long as the kernel runs on a small image.
+    key = (function,) + tuple(
+        _stage_type(arg.name) if isinstance(arg, Stage) else compute_fingerprint(arg)
+        for arg in args
+    )
+    compiled = _BY_ADDRESS.get(key)
+    if compiled is None:
+        compiled = _BY_ADDRESS[key] = _ByAddress(function, tuple(typeof(arg) for arg in args))
+    return compiled
+
+
+# The parallel kernels hold nothing but their loop over images, calling a
+# per-image function by address (see _ByAddress): numba's parallel passes,
+# which take seconds for each loop body they compile, see one call.
 @njit(cache=True, parallel=True)
-def _convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, pooling, n_cols,
-                   positions, tile, tile_stride, per_region, patches, responses, tiles, out):
+def _convolve_pool(per_image, images, filters_t, bias, m, normalize, epsilon, activation,
+                   pooling, n_cols, positions, tile, tile_stride, per_region, patches, responses,
+                   tiles, out):
     for b in prange(out.shape[0]):
         thread = get_thread_id()
-        _convolve_pool_image(
+        per_image(
             images[b], filters_t, bias, m, normalize, epsilon, activation, pooling, n_cols,
             positions, tile, tile_stride, per_region, patches[thread], responses[thread],
             out[b] if tiles is None else tiles[thread], out[b],
         )
 
 
-@njit
+@njit(cache=True)
 def _convolve_pool_image(image, filters_t, bias, m, normalize, epsilon, activation, pooling,
                          n_cols, positions, tile, tile_stride, per_region, patches, responses,
                          cells, out):
@@ -599,15 +661,17 @@ def extract_patches(images, m, n_rows, n_cols, out):
     Row ``(b * n_rows + i) * n_cols + j`` is the window with top-left corner
     (i, j) of image b, raveled as in :func:`_extract`.
     """
-    with _image_threads(len(images)):
-        _extract_patches(images, m, n_rows, n_cols, out)
+    if len(images) == 0:
+        return
+    _over_images(len(images), _extract_patches, _extract,
+                 (images[0], m, n_cols, 0, False, 0.0, out), (images, m, n_rows, n_cols, out))
 
 
 @njit(cache=True, parallel=True)
-def _extract_patches(images, m, n_rows, n_cols, out):
+def _extract_patches(per_image, images, m, n_rows, n_cols, out):
     positions = n_rows * n_cols
     for b in prange(images.shape[0]):
-        _extract(images[b], m, n_cols, 0, False, 0.0, out[b * positions : (b + 1) * positions])
+        per_image(images[b], m, n_cols, 0, False, 0.0, out[b * positions : (b + 1) * positions])
 
 
 def pool(responses, pooling, size, stride, out):
@@ -619,20 +683,28 @@ def pool(responses, pooling, size, stride, out):
     and ``n_cols`` likewise.
     """
     n_images, n_ph, n_pw, k = out.shape
+    if n_images == 0:
+        return
     plan = _Plan.of(tuple(size), tuple(stride), n_ph, n_pw)
-    with _image_threads(n_images):
-        _pool(responses, pooling, plan.n_cols, plan.positions, plan.tile, plan.tile_stride,
-              plan.per_region, plan.tiles(n_images, k, out.dtype), out)
+    tiles = plan.tiles(n_images, k, out.dtype)
+    regions = (plan.tile, plan.tile_stride, plan.per_region)
+    _over_images(
+        n_images, _pool, _pool_image,
+        (responses[: plan.positions], pooling, plan.n_cols, *regions,
+         out[0] if tiles is None else tiles[0], out[0]),
+        (responses, pooling, plan.n_cols, plan.positions, *regions, tiles, out),
+    )
 
 
 @njit(cache=True, parallel=True)
-def _pool(responses, pooling, n_cols, positions, tile, tile_stride, per_region, tiles, out):
+def _pool(per_image, responses, pooling, n_cols, positions, tile, tile_stride, per_region, tiles,
+          out):
     for b in prange(out.shape[0]):
-        _pool_image(responses[b * positions : (b + 1) * positions], pooling, n_cols, tile,
+        per_image(responses[b * positions : (b + 1) * positions], pooling, n_cols, tile,
                     tile_stride, per_region, out[b] if tiles is None else tiles[b], out[b])
 
 
-@njit
+@njit(cache=True)
 def _pool_image(responses, pooling, n_cols, tile, tile_stride, per_region, cells, out):
     _start_pool(pooling, cells)
     no_bias = np.zeros(cells.shape[2], dtype=cells.dtype)
