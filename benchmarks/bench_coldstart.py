@@ -53,10 +53,17 @@ print(json.dumps({"import": t1 - t0, "wall": t2 - t1, "cpu": c2 - c1}))
 
 
 def run_child(step, model, cache):
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    import skaecnn
+
+    # The child imports the skaecnn this process imported: from the cache
+    # folder, where ``python -c`` puts nothing of its own on sys.path (from
+    # a repository it would import the repository's, whatever PYTHONPATH says).
+    tree = os.path.dirname(os.path.dirname(skaecnn.__file__))
+    path = os.pathsep.join(filter(None, [tree, os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=path)
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, step, model], env=env, check=True,
-        capture_output=True, text=True,
+        capture_output=True, text=True, cwd=cache,
     )
     return json.loads(out.stdout.splitlines()[-1])
 
