@@ -60,6 +60,10 @@ from numpy.polynomial import Chebyshev, Polynomial
 # with rows enough (at least _MIN_BLOCK_ROWS) for BLAS to run at full speed.
 _BLOCK_BYTES = 2**20
 _MIN_BLOCK_ROWS = 64
+# Floating-point operations of one image's matrix products from which the
+# convolution splits images among threads that would have none (see _bands):
+# about 0.1 ms on one core, twice what a parallel launch costs.
+_BAND_FLOPS = 4e6
 
 _LOG2E = 1.4426950408889634
 _LN2 = 0.6931471805599453
@@ -530,8 +534,9 @@ def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, po
     are :class:`Stage` s; ``pool`` and ``stride`` are ``(rows, columns)`` of
     the regions, which span the top-left ``map_extent(ph, ...) x
     map_extent(pw, ...)`` of the maps. Runs on numba's thread count of the
-    calling thread (at most one per image); call with BLAS limited to one
-    thread, as every thread runs its own matrix products.
+    calling thread, at most one per image, or per band of pooled rows when
+    images are split (:func:`_bands`); call with BLAS limited to one thread,
+    as every thread runs its own matrix products.
     """
     n_images, n_ph, n_pw, k = out.shape
     d, n_responses = filters_t.shape
@@ -540,22 +545,40 @@ def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, po
     block = min(block, plan.positions)
     if n_images == 0:
         return
-    n_threads = _image_threads(n_images)
+    n_bands = _bands(n_images, plan, n_ph, 2 * plan.positions * d * n_responses)
+    band_rows = -(-n_ph // n_bands)
+    n_bands = -(-n_ph // band_rows)
+    n_threads = _image_threads(n_images * n_bands)
     patches = np.empty((n_threads, block, d), dtype=filters_t.dtype)
     responses = np.empty((n_threads, block, n_responses), dtype=filters_t.dtype)
     tiles = plan.tiles(n_threads, k, out.dtype)
     shared = (filters_t, bias, m, normalize, epsilon, activation, pooling, plan.n_cols,
               plan.positions, plan.tile, plan.tile_stride, plan.per_region)
     _over_images(
-        n_images, _convolve_pool, _convolve_pool_image,
+        n_images * n_bands, _convolve_pool, _convolve_pool_image,
         (images[0], *shared, patches[0], responses[0], out[0] if tiles is None else tiles[0],
          out[0]),
-        (images, *shared, patches, responses, tiles, out),
+        (images, *shared, patches, responses, tiles, n_bands, band_rows, out),
     )
 
 
+def _bands(n_images, plan, n_ph, flops):
+    """Bands of pooled rows each image is split into, for threads that would have no image.
+
+    Regions that tile the map and do not overlap pool disjoint window rows, so
+    that a band of pooled rows is computed like an image of its own; one
+    image of CIFAR's shape then runs on two cores instead of one. Images
+    worth less than ``_BAND_FLOPS`` are not split: the launch would cost more.
+    """
+    n_threads = get_num_threads()
+    if (n_images >= n_threads or flops < _BAND_FLOPS or plan.tile_stride is not None
+            or plan.per_region is not None):
+        return 1
+    return min(-(-n_threads // n_images), n_ph)
+
+
 def _image_threads(n_images):
-    """Threads of a parallel loop over ``n_images``: numba's count, at most one per image.
+    """Threads of a parallel loop over ``n_images`` (or bands): numba's count, at most one each.
 
     A parallel loop over fewer images than threads would wake threads that
     have no image: every launch waits for all of them, which costs
@@ -565,12 +588,12 @@ def _image_threads(n_images):
 
 
 def _over_images(n_images, kernel, function, first, batch):
-    """Run ``function`` on each of ``n_images`` images.
+    """Run ``function`` on each of ``n_images`` images (or bands of images).
 
-    One image runs in the calling thread, ``function(*first)``, with nothing
-    to launch. More run in the parallel ``kernel``, which takes ``function``
-    by address (see :class:`_ByAddress`) and ``batch`` and calls ``function``
-    on each image, on ``_image_threads(n_images)`` of numba's threads for the
+    One runs in the calling thread, ``function(*first)``, with nothing to
+    launch. More run in the parallel ``kernel``, which takes ``function`` by
+    address (see :class:`_ByAddress`) and ``batch`` and calls ``function`` on
+    each, on ``_image_threads(n_images)`` of numba's threads for the
     duration; ``first`` is the first image's arguments, whose types
     ``function`` is compiled for.
     """
@@ -634,13 +657,23 @@ def _by_address(function, *args):
 @njit(cache=True, parallel=True)
 def _convolve_pool(per_image, images, filters_t, bias, m, normalize, epsilon, activation,
                    pooling, n_cols, positions, tile, tile_stride, per_region, patches, responses,
-                   tiles, out):
-    for b in prange(out.shape[0]):
+                   tiles, n_bands, band_rows, out):
+    n_ph = out.shape[1]
+    for task in prange(out.shape[0] * n_bands):
+        # (prange's index is unsigned: numba would mix it with n_bands in floats)
+        b, band = divmod(np.int64(task), n_bands)
         thread = get_thread_id()
+        # Pooled rows r0:r1, from window rows first:last (with bands, the
+        # regions tile the map: each pooled row holds tile[0] window rows).
+        r0 = band * band_rows
+        r1 = min(r0 + band_rows, n_ph)
+        first = r0 * tile[0]
+        last = positions // n_cols if r1 == n_ph else r1 * tile[0]
         per_image(
-            images[b], filters_t, bias, m, normalize, epsilon, activation, pooling, n_cols,
-            positions, tile, tile_stride, per_region, patches[thread], responses[thread],
-            out[b] if tiles is None else tiles[thread], out[b],
+            images[b, first : last + m - 1], filters_t, bias, m, normalize, epsilon, activation,
+            pooling, n_cols, (last - first) * n_cols, tile, tile_stride, per_region,
+            patches[thread], responses[thread], out[b, r0:r1] if tiles is None else tiles[thread],
+            out[b, r0:r1],
         )
 
 

@@ -196,3 +196,40 @@ def test_parallel_kernel_reuses_its_compiled_per_image_function():
     compiled = dict(_kernels._BY_ADDRESS)
     conv.transform(X)
     assert _kernels._BY_ADDRESS == compiled
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 threads")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "pool_size, pooling, bands",
+    # 20 x 18 maps: 6 pooled rows and 2 window rows dropped; 5 pooled rows,
+    # split 3 + 2; a pooling whose regions overlap is never split.
+    [(3, "max", [2]), ((4, 3), "sum", [2]), ((5, 2), "mean", [2]), ((6, 4), "mean", [])],
+)
+def test_one_image_split_into_bands_of_pooled_rows_equals_its_definition(
+    monkeypatch, dtype, pool_size, pooling, bands
+):
+    from skaecnn import _kernels
+
+    X = images(n=4, h=23, w=21, c=2)
+    conv = ConvPoolTransformer(
+        SparseAutoencoderFeatures(5, max_iter=5, random_state=0), patch_size=4,
+        pool_size=pool_size, pool_stride=(3, 2) if pool_size == (6, 4) else None,
+        pooling=pooling, n_patches=300, n_jobs=2, random_state=0,
+    ).fit(X)
+    monkeypatch.setattr(_kernels, "_BAND_FLOPS", 0)
+    kernel, seen = _kernels._convolve_pool, []
+
+    def spy(*args):
+        seen.append(args[-3])  # n_bands
+        return kernel(*args)
+
+    monkeypatch.setattr(_kernels, "_convolve_pool", spy)
+    F = conv.transform(X[:1].astype(dtype))
+    assert seen == bands
+    if bands:
+        expected = reference(conv, X[:1]).reshape(1, -1)
+    else:  # as in a batch, which runs one image per thread
+        expected = conv.transform(X[:3])[:1]
+    tol = 1e-5 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(F, expected, rtol=tol, atol=tol)
