@@ -1,12 +1,36 @@
 """Timing helpers shared by the benchmark scripts (imported from their folder)."""
 
+import resource
 import time
 
 import numpy as np
 
 
+def quiesce(window=0.01, timeout=1.0):
+    """Wait until this process's threads have stopped burning CPU.
+
+    After a call returns, its worker threads may spin in wait for more work:
+    numpy's OpenBLAS keeps one core busy for about 0.1 s after a GEMM on 2
+    threads, PyTorch's OpenMP threads for a few ms. Whatever runs next then has
+    one core fewer. Waiting until a ``window`` passes with under 10% of a core
+    used (at most ``timeout`` seconds) times each runner on a quiet machine,
+    whichever ran before it.
+    """
+    def cpu():
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        before = cpu()
+        time.sleep(window)
+        if cpu() - before < 0.1 * window:
+            return
+
+
 def timed(fn):
-    """Wall-clock seconds of one call of ``fn``."""
+    """Wall-clock seconds of one call of ``fn``, after :func:`quiesce`."""
+    quiesce()
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
