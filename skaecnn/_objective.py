@@ -29,9 +29,13 @@ from numba import njit
 from ._kernels import sigmoid as _sigmoid
 from ._threads import parallel
 
-# Rows per block. A block's activations (block x k) stay in the L2/L3 caches
-# between the GEMM that makes them and the elementwise passes that follow.
-_BLOCK_ROWS = 1024
+# A block's rows of X, outputs, activations and deltas take about this many
+# bytes, half a core's L2 cache here, so that they stay there between the GEMM
+# that makes them and the elementwise passes that follow (float64 with d = 25,
+# k = 100: 262 rows, 1.3x faster than 1024). Within these bounds on the rows,
+# that GEMMs over the block stay efficient.
+_BLOCK_BYTES = 2**19
+_BLOCK_ROWS = (256, 1024)
 # Blocks are summed in this many consecutive groups (fewer if there are fewer
 # blocks): each group's partial gradient is summed in block order, then the
 # groups' in group order, so the result does not depend on the threads.
@@ -226,7 +230,9 @@ def loss_and_gradient(
         grad = np.empty_like(theta)
     gW1, gW2, gb1, gb2 = unpack(grad, d, k)
 
-    n_blocks = max(1, -(-n // _BLOCK_ROWS))
+    row_bytes = 2 * (d + k) * dtype.itemsize
+    rows = min(max(_BLOCK_BYTES // row_bytes, _BLOCK_ROWS[0]), _BLOCK_ROWS[1])
+    n_blocks = max(1, -(-n // rows))
     bounds = [n * i // n_blocks for i in range(n_blocks + 1)]
     n_groups = min(n_blocks, _MAX_GROUPS)
     groups = [range(n_blocks * g // n_groups, n_blocks * (g + 1) // n_groups)
