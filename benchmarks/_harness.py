@@ -12,9 +12,8 @@ def quiesce(window=0.01, timeout=1.0):
     After a call returns, its worker threads may spin in wait for more work:
     numpy's OpenBLAS keeps one core busy for about 0.1 s after a GEMM on 2
     threads, PyTorch's OpenMP threads for a few ms. Whatever runs next then has
-    one core fewer. Waiting until a ``window`` passes with under 10% of a core
-    used (at most ``timeout`` seconds) times each runner on a quiet machine,
-    whichever ran before it.
+    one core fewer. This waits until a ``window`` passes with under 10% of a
+    core used (at most ``timeout`` seconds).
     """
     def cpu():
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -29,19 +28,25 @@ def quiesce(window=0.01, timeout=1.0):
 
 
 def timed(fn):
-    """Wall-clock seconds of one call of ``fn``, after :func:`quiesce`."""
-    quiesce()
+    """Wall-clock seconds of one call of ``fn``."""
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
 
 
-def alternate(runners, repeats):
+def alternate(runners, repeats, prime=0.02):
     """Time every ``(name, fn)`` of ``runners`` ``repeats`` times, interleaved.
 
     Repeat ``r`` runs them rotated by ``r // 2`` and, on odd ``r``, reversed,
     so that each goes first, last and next to each of the others as often as
     the others: a drift in the machine's load then hits all of them alike.
+    Before each timed call, the threads of the runner before have stopped
+    spinning (:func:`quiesce`), then untimed calls for ``prime`` seconds (at
+    least one) have woken the runner's own threads and caches: each is timed
+    as in a loop of its own calls, whichever ran before it. On this VM,
+    after an idle spell even an empty parallel kernel launch takes
+    milliseconds, one call is not always enough to wake up from it, and that
+    would swamp a 1-image transform. Runners of seconds may pass 0.
     Returns ``{name: [seconds, ...]}``.
     """
     times = {name: [] for name, _ in runners}
@@ -49,6 +54,12 @@ def alternate(runners, repeats):
         shift = (r // 2) % len(runners)
         order = runners[shift:] + runners[:shift]
         for name, fn in order if r % 2 == 0 else order[::-1]:
+            quiesce()
+            if prime:
+                end = time.perf_counter() + prime
+                fn()
+                while time.perf_counter() < end:
+                    fn()
             times[name].append(timed(fn))
     return times
 
