@@ -106,8 +106,8 @@ def forward(images, filters_t, bias, m, normalize, epsilon, activation, pool, st
     ``acts`` (B, positions, k) receives the activations of every window
     position pooling uses (row-major over the part of the map that the
     regions of ``pool`` (rows, columns) every ``stride`` span), ``argmax``
-    (B, ph, pw, k) the winning position of each max-pooling region
-    (untouched for other poolings). ``filters_t`` (m*m*c, k) as in
+    (B, ph, pw, k) the winning position of each max-pooling region (other
+    poolings leave it alone: it may be (B, 0, 0, 0)). ``filters_t`` (m*m*c, k) as in
     :func:`skaecnn._kernels.convolve_pool`; call with single-threaded BLAS and
     ``n_threads = numba.get_num_threads()``.
     """
@@ -189,16 +189,19 @@ def _col2im(D, m, n_cols, start, d_image):
     _, w, c = d_image.shape
     width = m * c
     pixels = d_image.ravel()
+    errors = D.ravel()
+    d = D.shape[1]
+    # Unsigned offsets, as in _kernels._extract_rows: numba's wraparound of
+    # negative indices would keep the addition from vectorizing (5x slower).
     for r in range(D.shape[0]):
         i, j = divmod(start + r, n_cols)
-        row = D[r]
-        src = 0
-        dst = (i * w + j) * c
+        src = np.uint64(r * d)
+        dst = np.uint64((i * w + j) * c)
         for _ in range(m):
-            for t in range(width):
-                pixels[dst + t] += row[src + t]
-            src += width
-            dst += w * c
+            for t in range(np.uint64(width)):
+                pixels[dst + t] += errors[src + t]
+            src += np.uint64(width)
+            dst += np.uint64(w * c)
 
 
 @njit(cache=True, parallel=True)
@@ -310,7 +313,9 @@ class ConvStage:
         n = len(X)
         k = self.output_shape[2]
         acts = np.empty((n, self.positions, k), dtype=dtype)
-        argmax = np.zeros((n,) + self.output_shape, dtype=np.int64)
+        # Only max pooling has winners: an empty array spares clearing MiBs per batch.
+        winners = self.output_shape if self.pooling == MAX else (0, 0, 0)
+        argmax = np.zeros((n,) + winners, dtype=np.int64)
         out = np.empty((n,) + self.output_shape, dtype=dtype)
         filters_t = np.ascontiguousarray(self.weights.T, dtype=dtype)
         m, normalize, eps, act, pool, stride, pooling = self._config()
