@@ -263,6 +263,27 @@ def backward(images, filters_t, filters, m, normalize, epsilon, activation, pool
 
 
 
+@njit(cache=True)
+def adam_update(param, grad, first, second, step, beta1, rate1, beta2, rate2, eps):
+    """One Adam step of ``param`` in place, moments ``first`` and ``second`` updated.
+
+    ``m = beta1 m + rate1 g``, ``v = beta2 v + rate2 g g`` and
+    ``p -= step m / (sqrt(v) + eps)``, in one pass instead of ten numpy ones
+    with their temporaries, and the same arithmetic, operation for operation:
+    ``step`` a float64 (numpy's ``step * m`` is then float64 too), the other
+    scalars rounded to the arrays' dtype as numpy rounds a Python float
+    (``rate = 1 - beta`` before rounding). All arrays C-contiguous.
+    """
+    if not (param.flags.c_contiguous and grad.flags.c_contiguous
+            and first.flags.c_contiguous and second.flags.c_contiguous):
+        raise ValueError("adam_update needs C-contiguous arrays")
+    p, g, m, v = param.ravel(), grad.ravel(), first.ravel(), second.ravel()
+    for i in range(p.size):
+        m[i] = m[i] * beta1 + rate1 * g[i]
+        v[i] = v[i] * beta2 + rate2 * g[i] * g[i]
+        p[i] -= step * m[i] / (np.sqrt(v[i]) + eps)
+
+
 class ConvStage:
     """One convolutional layer being trained: parameters, forward and backward.
 

@@ -20,7 +20,8 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ._autoencoder import SparseAutoencoderFeatures
 from ._backprop import (
-    ACTIVATION_CODES, POOLING_CODES, ConvStage, Network, _log_softmax, signed_power,
+    ACTIVATION_CODES, POOLING_CODES, ConvStage, Network, _log_softmax, adam_update,
+    signed_power,
 )
 from ._convpool import ConvPoolTransformer, default_encoder
 from ._folding import FoldedEncoder
@@ -519,11 +520,9 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         else:
             step = lr * np.sqrt(1 - _BETA2**t) / (1 - _BETA1**t)
             for p, g, m, v in zip(params, grads, first, second):
-                m *= _BETA1
-                m += (1 - _BETA1) * g
-                v *= _BETA2
-                v += (1 - _BETA2) * g * g
-                p -= step * m / (np.sqrt(v) + _ADAM_EPS)
+                real = p.dtype.type
+                adam_update(p, np.ascontiguousarray(g), m, v, float(step), real(_BETA1),
+                            real(1 - _BETA1), real(_BETA2), real(1 - _BETA2), real(_ADAM_EPS))
         self._optimizer_state = (first, second, t)
 
     def _epoch(self, images, y, rng):

@@ -368,3 +368,32 @@ def test_bad_input():
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_update_is_numpys_arithmetic_bit_for_bit(dtype):
+    from skaecnn._backprop import adam_update
+
+    rng = np.random.RandomState(0)
+    beta1, beta2, eps, lr = 0.9, 0.999, 1e-8, 1e-3
+    p = rng.standard_normal((7, 5)).astype(dtype)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    expected, m_ref, v_ref = p.copy(), m.copy(), v.copy()
+    real = p.dtype.type
+    for t in range(1, 4):
+        g = rng.standard_normal(p.shape).astype(dtype) * real(10.0 ** -t)
+        step = lr * np.sqrt(1 - beta2**t) / (1 - beta1**t)
+        # The definition, as numpy computes it.
+        m_ref *= beta1
+        m_ref += (1 - beta1) * g
+        v_ref *= beta2
+        v_ref += (1 - beta2) * g * g
+        expected -= step * m_ref / (np.sqrt(v_ref) + eps)
+        adam_update(p, g, m, v, float(step), real(beta1), real(1 - beta1), real(beta2),
+                    real(1 - beta2), real(eps))
+    np.testing.assert_array_equal(m, m_ref)
+    np.testing.assert_array_equal(v, v_ref)
+    np.testing.assert_array_equal(p, expected)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        adam_update(p.T, g.T, m.T, v.T, float(step), real(beta1), real(1 - beta1), real(beta2),
+                    real(1 - beta2), real(eps))
