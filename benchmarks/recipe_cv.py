@@ -1,9 +1,10 @@
 """Choose the ``recipe`` of ``benchmarks/accuracy.py`` by cross-validation on the training half.
 
 Every combination of the options given (dictionary, k, activation, alpha,
-pooling, ZCA epsilon, patch size, the power of the pooled features, the
-classifier's ``C``) is scored by stratified k-fold cross-validation of
-``ConvPoolTransformer -> signed_power -> StandardScaler ->
+pooling, ZCA and PatchNormalizer epsilons, the sparse autoencoder's
+sparsity target, sparsity weight and weight decay, patch size, the power of
+the pooled features, the classifier's ``C``) is scored by stratified k-fold
+cross-validation of ``ConvPoolTransformer -> signed_power -> StandardScaler ->
 LogisticRegression(C)`` on a stratified subsample of the data set's
 *training* split as ``accuracy.py`` loads it (the test split is never read).
 The pooled features of each fold are computed once and shared by every power
@@ -96,19 +97,31 @@ from skaecnn import (
 from skaecnn._convpool import default_encoder
 
 
+# The default encoder's sparse autoencoder: its sparsity target (rho),
+# sparsity weight (beta) and weight decay (lambda) are the defaults of
+# --sparsity-target, --sparsity-weight and --sae-alpha.
+SAE = default_encoder(1.0)[-1]
+SAE_NAMES = {"sparsity_target": "rho", "sparsity_weight": "beta", "alpha": "lambda"}
+
+
 def make_conv(shape, dictionary, k, activation, alpha, pool, zca, m, n_patches, max_iter,
-              n_jobs, random_state):
+              n_jobs, random_state, norm=EPSILON, sae=None):
+    """The layer scored; ``norm`` is PatchNormalizer's epsilon and ``sae`` the
+    SparseAutoencoderFeatures parameters that differ from the default encoder's."""
     if dictionary == "kmeans":
         encoder = make_pipeline(
-            PatchNormalizer(epsilon=EPSILON), ZCAWhitening(epsilon=zca),
+            PatchNormalizer(epsilon=norm), ZCAWhitening(epsilon=zca),
             KMeansTriangleFeatures(n_components=k, random_state=random_state),
         )
     else:
         # ConvPoolTransformer's own default for pixels in [0, 1], whose
-        # PatchNormalizer epsilon is EPSILON.
+        # PatchNormalizer epsilon is EPSILON (norm by default).
         encoder = default_encoder(1.0, n_components=k, max_iter=max_iter,
                                   random_state=random_state)
-        encoder.set_params(zcawhitening__epsilon=zca)
+        encoder.set_params(
+            patchnormalizer__epsilon=norm, zcawhitening__epsilon=zca,
+            **{f"sparseautoencoderfeatures__{name}": v for name, v in (sae or {}).items()},
+        )
     conv = ConvPoolTransformer(
         encoder,
         patch_size=m, n_patches=n_patches, pool_size=pool[0],
@@ -187,6 +200,18 @@ def main(argv=None):
     parser.add_argument("--sae-iter", nargs="+", type=int,
                         help="L-BFGS iterations of the sparse autoencoder (default: the "
                              "data set's, as accuracy.py)")
+    parser.add_argument("--norm-epsilon", nargs="+", type=float, default=[10.0],
+                        help="PatchNormalizer's epsilon for 8-bit pixels, rescaled to the "
+                             "[0, 1] pixels as EPSILON (default 10: Coates et al.'s)")
+    parser.add_argument("--sparsity-target", nargs="+", type=float,
+                        default=[SAE.sparsity_target],
+                        help="sparse autoencoder's rho (default: the default encoder's)")
+    parser.add_argument("--sparsity-weight", nargs="+", type=float,
+                        default=[SAE.sparsity_weight],
+                        help="sparse autoencoder's beta (default: the default encoder's)")
+    parser.add_argument("--sae-alpha", nargs="+", type=float, default=[SAE.alpha],
+                        help="sparse autoencoder's weight decay lambda (default: the "
+                             "default encoder's)")
     parser.add_argument("--finetune", action="store_true",
                         help="score ConvNetClassifier fine-tuning each fold's layer (as "
                              "convnet-recipe) instead of the logistic regression (--C unused)")
@@ -231,6 +256,12 @@ def main(argv=None):
                 + f" shift={shift} dropout={dropout:g} lr={rate:g} epochs={epochs}"
                 + f" decay={decay:g}")
 
+    # The sparse autoencoder's parameters that differ from the default encoder's.
+    sae_settings = [
+        {name: v for name, v in zip(SAE_NAMES, values) if v != getattr(SAE, name)}
+        for values in itertools.product(args.sparsity_target, args.sparsity_weight,
+                                        args.sae_alpha)
+    ]
     folds, per_state = {}, {}
     for state in args.random_state:
         data_args = SimpleNamespace(mnist=args.mnist, random_state=state,
@@ -241,17 +272,19 @@ def main(argv=None):
         log(f"[{args.dataset}] random_state={state}: cross-validating on {len(X)} training "
             f"images, {args.folds} folds")
         cv = StratifiedKFold(args.folds, shuffle=True, random_state=state)
-        for dictionary, k, activation, pool, zca, m, n_patches in itertools.product(
-            args.dictionary, args.k, args.activation, pools, args.zca,
+        for dictionary, k, activation, pool, zca, norm, m, n_patches in itertools.product(
+            args.dictionary, args.k, args.activation, pools, args.zca, args.norm_epsilon,
             args.patch_size or [cfg.patch_size], args.n_patches or [cfg.n_patches],
         ):
-            for alpha, max_iter in itertools.product(
+            for alpha, max_iter, sae in itertools.product(
                 args.alpha if activation != "none" else [None],
                 (args.sae_iter or [cfg.sae_max_iter]) if dictionary == "sae" else [None],
+                sae_settings if dictionary == "sae" else [{}],
             ):
                 conv = make_conv(shape, dictionary, k,
                                  None if activation == "none" else activation, alpha or 0.0,
-                                 pool, zca, m, n_patches, max_iter, args.n_jobs, state)
+                                 pool, zca, m, n_patches, max_iter, args.n_jobs, state,
+                                 norm * EPSILON / 10, sae)
                 start = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
@@ -265,6 +298,8 @@ def main(argv=None):
                             + ("" if n_patches == cfg.n_patches else f" patches={n_patches}")
                             + ("" if max_iter in (None, cfg.sae_max_iter)
                                else f" iter={max_iter}")
+                            + ("" if norm == 10 else f" norm={norm:g}")
+                            + "".join(f" {SAE_NAMES[p]}={v:g}" for p, v in sae.items())
                             + describe(setting))
                     folds.setdefault(name, []).extend(row)
                     per_state.setdefault(name, []).append(row.mean())
