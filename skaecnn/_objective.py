@@ -84,6 +84,10 @@ def _hidden_activations(A, b1, first, a_sum):
         a = A[r]
         for t in range(a.shape[0]):
             a[t] = _sigmoid(a[t] + b1[t])
+        # A loop of its own: with the float64 sums in the sigmoid's loop, a
+        # float32 sigmoid is vectorized at the float64 width, half its own
+        # (72 against 49 us for 601 x 100).
+        for t in range(a.shape[0]):
             a_sum[t] += a[t]
 
 
