@@ -58,6 +58,7 @@ def _block_rows(d, k, itemsize, positions):
 
 @njit(cache=True, fastmath=True, error_model="numpy")
 def _activate(Z, bias, activation):
+    zero = Z.dtype.type(0.0)  # in Z's dtype, as in _errors
     for r in range(Z.shape[0]):
         z = Z[r]
         if activation == SIGMOID:
@@ -65,7 +66,7 @@ def _activate(Z, bias, activation):
                 z[t] = sigmoid(z[t] + bias[t])
         elif activation == RELU:
             for t in range(z.shape[0]):
-                z[t] = max(z[t] + bias[t], 0.0)
+                z[t] = max(z[t] + bias[t], zero)
         else:
             for t in range(z.shape[0]):
                 z[t] += bias[t]
@@ -140,7 +141,11 @@ def forward(images, filters_t, bias, m, normalize, epsilon, activation, pool, st
 def _errors(A, start, n_cols, pool, stride, pooling, activation, argmax, d_out, E):
     """``dL/dZ`` of positions ``start, ...`` into ``E`` from the pooled maps' error ``d_out``."""
     n_ph, n_pw, k = d_out.shape
-    scale = 1.0 / (pool[0] * pool[1]) if pooling == MEAN else 1.0
+    # Constants in E's dtype: a float64 one would widen float32 loops to
+    # float64 arithmetic, vectorized at half the width.
+    real = E.dtype.type
+    zero, one = real(0.0), real(1.0)
+    scale = real(1.0 / (pool[0] * pool[1])) if pooling == MEAN else one
     for r in range(E.shape[0]):
         pos = start + r
         e = E[r]
@@ -161,12 +166,12 @@ def _errors(A, start, n_cols, pool, stride, pooling, activation, argmax, d_out, 
         if activation == SIGMOID:
             a = A[r]
             for t in range(k):
-                e[t] *= a[t] * (1.0 - a[t])
+                e[t] *= a[t] * (one - a[t])
         elif activation == RELU:
             a = A[r]
             for t in range(k):
-                if a[t] <= 0.0:
-                    e[t] = 0.0
+                if a[t] <= zero:
+                    e[t] = zero
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
