@@ -109,7 +109,7 @@ def _output_deltas(Y, X, b2, sigmoid_decoder, inv_n, first, gb2):
             sq_error += error * error
             if sigmoid_decoder:
                 # f'(z) = y (1 - y)
-                error *= out * (1 - out)
+                error *= out * (Y.dtype.type(1) - out)
             y[j] = error * inv_n
             gb2[j] += y[j]
     return sq_error
@@ -123,10 +123,14 @@ def _hidden_deltas(D, A, first, gb1, derivative_sum):
     if first:
         gb1[:] = 0.0
         derivative_sum[:] = 0.0
+    # In A's dtype: numba's integer 1 minus a float32 is a float64, which
+    # would widen the loop to float64 arithmetic (27.5 against 15.7 us for
+    # 601 x 100 in float32).
+    one = A.dtype.type(1)
     for r in range(D.shape[0]):
         delta, a = D[r], A[r]
         for t in range(delta.shape[0]):
-            a[t] = a[t] * (1 - a[t])
+            a[t] = a[t] * (one - a[t])
             delta[t] *= a[t]
             gb1[t] += delta[t]
             derivative_sum[t] += a[t]
