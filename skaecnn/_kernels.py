@@ -776,7 +776,7 @@ def _pool(per_image, responses, pooling, n_cols, positions, tile, tile_stride, p
           out):
     for b in prange(out.shape[0]):
         per_image(responses[b * positions : (b + 1) * positions], pooling, n_cols, tile,
-                    tile_stride, per_region, out[b] if tiles is None else tiles[b], out[b])
+                  tile_stride, per_region, out[b] if tiles is None else tiles[b], out[b])
 
 
 @njit(cache=True)

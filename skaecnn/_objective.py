@@ -99,6 +99,7 @@ def _output_deltas(Y, X, b2, sigmoid_decoder, inv_n, first, gb2):
     if first:
         gb2[:] = 0.0
     sq_error = 0.0
+    one = Y.dtype.type(1)  # in Y's dtype, as in _hidden_deltas
     for r in range(Y.shape[0]):
         y, x = Y[r], X[r]
         for j in range(y.shape[0]):
@@ -109,7 +110,7 @@ def _output_deltas(Y, X, b2, sigmoid_decoder, inv_n, first, gb2):
             sq_error += error * error
             if sigmoid_decoder:
                 # f'(z) = y (1 - y)
-                error *= out * (Y.dtype.type(1) - out)
+                error *= out * (one - out)
             y[j] = error * inv_n
             gb2[j] += y[j]
     return sq_error
