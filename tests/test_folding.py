@@ -124,10 +124,16 @@ def _assert_equals_definition(conv, X):
     # between float32 and float64 by far more than rounding.
     dtype = X.dtype if conv.path_ == "generic" else np.float64
     ref = reference(conv, X, dtype=dtype).reshape(len(X), -1)
+    # Such an encoder's transform is not even a function of the patch to
+    # within rounding: BLAS blocks a batch of one image's patches otherwise
+    # than a batch of all, and scaling a near-zero variance to 1 turns that
+    # into differences of order 1. The definition is known only to its spread.
+    per_image = np.concatenate([reference(conv, x[None], dtype=dtype) for x in X])
+    undetermined = np.abs(per_image.reshape(len(X), -1) - ref).max()
     scale = max(np.abs(ref).max(), np.finfo(F.dtype).tiny)
     # The fold computes the same sums in another order.
     tol = 10 * np.sqrt(np.finfo(F.dtype).eps)
-    assert np.abs(F - ref).max() <= tol * scale
+    assert np.abs(F - ref).max() <= tol * scale + 2 * undetermined
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
