@@ -66,7 +66,7 @@ def _looks_like_rgba(X):
     return bool(np.all(alpha == alpha.flat[0]) and not np.all(rows == rows.flat[0]))
 
 
-def check_images(X, image_shape=None):
+def check_images(X, image_shape=None, finite=True):
     """Validate ``X`` and return it as an (n, h, w, c) array (a view when possible).
 
     Parameters
@@ -78,6 +78,9 @@ def check_images(X, image_shape=None):
         the width, as in :func:`numpy.reshape`); None infers a square
         single-channel shape. For 3-D and 4-D ``X`` it must agree with ``X``
         when given.
+    finite : bool
+        Refuse NaN and infinity here; False leaves that to the caller (see
+        :func:`finite_range`).
 
     Returns
     -------
@@ -153,9 +156,21 @@ def check_images(X, image_shape=None):
                     f"image_shape={image_shape!r} does not match images of shape "
                     f"{X.shape[1:]}."
                 )
-    if images.dtype.kind == "f":
+    if finite and images.dtype.kind == "f":
         assert_all_finite(images, input_name="X")
     return images
+
+
+def finite_range(images):
+    """``(min, max)`` of ``images``, refusing NaN and infinity as :func:`check_images` does.
+
+    Two reductions instead of a finiteness check and then the range: NaN and
+    infinity show in the minimum or the maximum.
+    """
+    low, high = images.min(), images.max()
+    if not (np.isfinite(low) and np.isfinite(high)):
+        assert_all_finite(images, input_name="X")  # raises, with scikit-learn's message
+    return float(low), float(high)
 
 
 def check_known_shape(X):

@@ -527,6 +527,7 @@ class _Plan:
     grid: tuple
 
     @classmethod
+    @lru_cache(maxsize=256)  # microseconds of a 1-image call otherwise
     def of(cls, pool, stride, n_ph, n_pw):
         n_cols = map_extent(n_pw, pool[1], stride[1])
         positions = map_extent(n_ph, pool[0], stride[0]) * n_cols
@@ -579,10 +580,12 @@ def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, po
     block = min(block, plan.positions)
     if n_images == 0:
         return
-    n_bands = _bands(n_images, plan, n_ph, 2 * plan.positions * d * n_responses)
+    # Read once: each read costs microseconds, much of a 1-image call.
+    available = get_num_threads()
+    n_bands = _bands(n_images, plan, n_ph, 2 * plan.positions * d * n_responses, available)
     band_rows = -(-n_ph // n_bands)
     n_bands = -(-n_ph // band_rows)
-    n_threads = _image_threads(n_images * n_bands)
+    n_threads = _image_threads(n_images * n_bands, available)
     patches = np.empty((n_threads, block, d), dtype=filters_t.dtype)
     responses = np.empty((n_threads, block, n_responses), dtype=filters_t.dtype)
     tiles = plan.tiles(n_threads, k, out.dtype)
@@ -596,7 +599,7 @@ def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, po
     )
 
 
-def _bands(n_images, plan, n_ph, flops):
+def _bands(n_images, plan, n_ph, flops, n_threads):
     """Bands of pooled rows each image is split into, for threads that would have no image.
 
     Regions that tile the map and do not overlap pool disjoint window rows, so
@@ -604,21 +607,21 @@ def _bands(n_images, plan, n_ph, flops):
     image of CIFAR's shape then runs on two cores instead of one. Images
     worth less than ``_BAND_FLOPS`` are not split: the launch would cost more.
     """
-    n_threads = get_num_threads()
     if (n_images >= n_threads or flops < _BAND_FLOPS or plan.tile_stride is not None
             or plan.per_region is not None):
         return 1
     return min(-(-n_threads // n_images), n_ph)
 
 
-def _image_threads(n_images):
-    """Threads of a parallel loop over ``n_images`` (or bands): numba's count, at most one each.
+def _image_threads(n_images, available=None):
+    """Threads of a parallel loop over ``n_images`` (or bands): numba's count
+    (or ``available``, read from it), at most one each.
 
     A parallel loop over fewer images than threads would wake threads that
     have no image: every launch waits for all of them, which costs
     milliseconds on a loaded machine (16 ms against 0.14 ms for one image).
     """
-    return min(get_num_threads(), n_images)
+    return min(get_num_threads() if available is None else available, n_images)
 
 
 def _over_images(n_images, kernel, function, first, batch):

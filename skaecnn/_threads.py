@@ -194,12 +194,15 @@ def threads(n_threads, blas_threads=None):
     ``n_threads`` comes from :func:`effective_threads`: it never raises a limit.
     """
     previous = numba.get_num_threads()
-    numba.set_num_threads(n_threads)
+    # Each call costs microseconds, as much as a transform's other checks.
+    if n_threads != previous:
+        numba.set_num_threads(n_threads)
     try:
         with blas_limit(blas_threads or n_threads):
             yield
     finally:
-        numba.set_num_threads(previous)
+        if n_threads != previous:
+            numba.set_num_threads(previous)
 
 
 def _get_executor(n_threads):
