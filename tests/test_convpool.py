@@ -333,6 +333,20 @@ def test_transform_checks_images_against_fit():
         conv.transform(np.full((1, 11, 10), np.nan))
 
 
+@pytest.mark.parametrize("bad, message", [(np.nan, "NaN"), (np.inf, "infinity"),
+                                          (-np.inf, "infinity")])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transform_refuses_one_bad_value(bad, message, dtype):
+    # One value among finite ones, in the last image: the range that finds it
+    # must cover every image, not the first chunk's.
+    conv = ConvPoolTransformer(sae(), patch_size=3, n_patches=50, random_state=0,
+                               batch_size=1).fit(images())
+    X = images(n=3).astype(dtype)
+    X[-1, 4, 5] = bad
+    with pytest.raises(ValueError, match=message):
+        conv.transform(X)
+
+
 # The checks feed rows of arbitrary width: image_shape=(1, -1) takes each row as
 # a one-pixel-high image, so every check applies.
 @parametrize_with_checks(
