@@ -379,9 +379,10 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_images(self, X, reset):
         if not reset:
-            # The first layer was fitted on these images: its checks are the same.
+            # The first layer was fitted on these images: its checks are the same
+            # (not its warning about their range, which is transform's).
             check_is_fitted(self)
-            return self.layers_[0]._check_transform_input(X)
+            return self.layers_[0]._check_transform_input(X, warn_range=False)
         first = (self.layers or [None])[0]
         images = check_images(X, None if first is None else first.image_shape)
         self.image_shape_ = images.shape[1:]
