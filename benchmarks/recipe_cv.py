@@ -89,6 +89,16 @@ images are the cleaner, easier ones), and the default stays::
     # the same with --sparsity-target 0.01 0.02 0.05 0.1, --sparsity-weight
     # 1 2 10 or --norm-epsilon 1 100 instead of --sae-alpha, and with
     # --zca 0.03 0.1 0.3 --sae-alpha 1e-3 3e-3
+
+Max pooling, the same way: 97.21% against 96.58% for the mean (states 1, 2
+and 3; 97.08 against 96.48% at state 0; k = 50 and 200 level with 100), but
+97.36% against 97.64% on the test half (states 0, 1 and 2): the mean stays.
+On digits (``--dataset digits --pool 3:3 3:3:max --activation none
+--dictionary sae --zca 1``, the default layer there) they were level::
+
+    python benchmarks/recipe_cv.py --mnist DIR --n-jobs 1 --n-train 5000 \\
+        --dictionary sae --activation none --pool 4:4 4:4:max --zca 1 \\
+        --random-state 0 1 2 3
 """
 
 import argparse
@@ -144,8 +154,8 @@ def make_conv(shape, dictionary, k, activation, alpha, pool, zca, m, n_patches, 
         )
     conv = ConvPoolTransformer(
         encoder,
-        patch_size=m, n_patches=n_patches, pool_size=pool[0],
-        pool_stride=pool[1], activation=activation, alpha=alpha, image_shape=shape,
+        patch_size=m, n_patches=n_patches, pool_size=pool[0], pool_stride=pool[1],
+        pooling=pool[2], activation=activation, alpha=alpha, image_shape=shape,
         n_jobs=n_jobs, random_state=random_state,
     )
     return conv
@@ -204,7 +214,8 @@ def main(argv=None):
                         default=["split"])
     parser.add_argument("--alpha", nargs="+", type=float, default=[0.25])
     parser.add_argument("--pool", nargs="+", default=["6:3"],
-                        help="pooling regions as SIZE:STRIDE (default 6:3)")
+                        help="pooling regions as SIZE:STRIDE, optionally :FUNCTION (mean, "
+                             "max or sum; default mean), e.g. 4:4:max (default 6:3)")
     parser.add_argument("--C", nargs="+", type=float, default=[1.0],
                         help="inverse regularization of the logistic regression (default 1)")
     parser.add_argument("--power", nargs="+", type=float, default=[1.0],
@@ -258,7 +269,13 @@ def main(argv=None):
         # As in accuracy.py: BLAS threads beyond --n-jobs compete with the
         # kernels (and other jobs) for the cores.
         threadpool_limits(args.n_jobs, user_api="blas")
-    pools = [tuple(int(v) for v in p.split(":")) for p in args.pool]
+    pools = []
+    for spec in args.pool:
+        parts = spec.split(":")
+        if (len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[:2])
+                or parts[2:] not in ([], ["mean"], ["max"], ["sum"])):
+            parser.error(f"--pool takes SIZE:STRIDE[:mean|max|sum]; got {spec!r}")
+        pools.append((int(parts[0]), int(parts[1]), parts[2] if parts[2:] else "mean"))
     cfg = DATASETS[args.dataset]
     if args.finetune:
         shifts = args.max_shift or [cfg.recipe.max_shift if cfg.recipe else 0]
@@ -313,6 +330,7 @@ def main(argv=None):
                     name = (f"{dictionary} k={k} {activation}"
                             + ("" if alpha is None else f" alpha={alpha:g}")
                             + f" pool {pool[0]}:{pool[1]}"
+                            + ("" if pool[2] == "mean" else f":{pool[2]}")
                             + ("" if zca == 0.1 else f" zca={zca:g}")
                             + ("" if m == cfg.patch_size else f" m={m}")
                             + ("" if n_patches == cfg.n_patches else f" patches={n_patches}")
