@@ -49,7 +49,7 @@ import numpy as np
 from _harness import alternate, parse_shapes, spread, square_gemm
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from skaecnn._objective import initialize, loss_and_gradient
+from skaecnn._objective import activations_buffer, initialize, loss_and_gradient
 from skaecnn._threads import effective_threads
 
 # UFLDL linearDecoderExercise.m
@@ -146,13 +146,15 @@ def bench_one(torch, name, dtype, decoder, repeats):
     d = int(np.prod(patch))
     X, theta = make_problem(n, d, k, dtype, decoder)
     grad = np.empty_like(theta)
-    # As SparseAutoencoderFeatures(n_jobs=None) under the script's thread limit.
+    # As SparseAutoencoderFeatures(n_jobs=None) fitting with L-BFGS under the
+    # script's thread limit.
     n_threads = effective_threads(None)
+    activations = activations_buffer(n, k, dtype)
 
     def run_skaecnn():
         return loss_and_gradient(
             theta, X, k, ALPHA, SPARSITY_TARGET, SPARSITY_WEIGHT, decoder, grad=grad,
-            n_threads=n_threads,
+            n_threads=n_threads, activations=activations,
         )
 
     X_t = torch.from_numpy(X)

@@ -27,6 +27,7 @@ panel; on a busy machine its threads stall on each other, which is why work
 split into blocks, each on its own thread with one BLAS thread, runs faster.
 """
 
+import itertools
 import os
 import sys
 import threading
@@ -217,9 +218,9 @@ def _get_executor(n_threads):
 
 class parallel:
     """Context in which ``run(work, items)`` returns ``[work(i) for i in
-    items]``, computed by ``n_threads`` threads (with one thread, on the
-    calling thread), with single-threaded BLAS: the same sums in the same
-    order whatever the number of threads."""
+    items]``, computed by ``n_threads`` threads (the calling thread and
+    ``n_threads - 1`` of a pool), with single-threaded BLAS: the same sums in
+    the same order whatever the number of threads."""
 
     def __init__(self, n_threads):
         self.n_threads = max(1, int(n_threads))
@@ -232,7 +233,7 @@ class parallel:
         self._lock = _parallel_lock
         self._lock.acquire()
         try:
-            self._executor = _get_executor(self.n_threads)
+            self._executor = _get_executor(self.n_threads - 1)
             self._limit.__enter__()
         except BaseException:
             self._lock.release()
@@ -252,4 +253,23 @@ class parallel:
         return [work(i) for i in items]
 
     def _run_threads(self, work, items):
-        return list(self._executor.map(work, items))
+        # The calling thread and n_threads - 1 of the executor's take the items
+        # as they come free, in one task each: a future per item costs tens of
+        # microseconds (16 items on 2 threads: 190 against 30 us).
+        items = list(items)
+        results = [None] * len(items)
+        taken = itertools.count()  # next() is atomic under the GIL
+
+        def take():
+            while (i := next(taken)) < len(items):
+                results[i] = work(items[i])
+
+        helpers = [self._executor.submit(take) for _ in range(self.n_threads - 1)]
+        try:
+            take()
+        finally:
+            for future in helpers:
+                future.exception()  # wait: they write into the caller's arrays
+        for future in helpers:
+            future.result()
+        return results

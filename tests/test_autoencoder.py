@@ -189,8 +189,8 @@ def test_lbfgs_abnormal_termination_warns(monkeypatch):
     # float32 objective's rounding can make it do near a minimum.
     objective = SparseAutoencoderFeatures._objective
 
-    def uphill(self, theta, X, grad=None):
-        loss, g = objective(self, theta, X, grad)
+    def uphill(self, theta, X, grad=None, activations=None):
+        loss, g = objective(self, theta, X, grad, activations)
         return loss, -g
 
     monkeypatch.setattr(SparseAutoencoderFeatures, "_objective", uphill)

@@ -1,7 +1,17 @@
 import numpy as np
 import pytest
 
-from skaecnn._objective import initialize, kl_divergence, loss_and_gradient, unpack
+from skaecnn._objective import (
+    activations_buffer, initialize, kl_divergence, loss_and_gradient, unpack,
+)
+
+# With a buffer for the activations the sparsity term takes two passes (five
+# GEMMs), without it one (six); both must compute the same function.
+keep_activations = pytest.mark.parametrize("keep", [False, True], ids=["one-pass", "two-pass"])
+
+
+def _buffer(keep, X, k):
+    return activations_buffer(len(X), k, X.dtype) if keep else None
 
 
 def _problem(decoder, n=20, d=7, k=5, seed=0):
@@ -24,13 +34,17 @@ def _problem(decoder, n=20, d=7, k=5, seed=0):
     # the calling thread and on two threads.
     [(20, 1), (3000, 1), (3000, 2)],
 )
-def test_gradient_matches_finite_differences(decoder, alpha, beta, n, n_threads):
+@keep_activations
+def test_gradient_matches_finite_differences(decoder, alpha, beta, n, n_threads, keep):
     X, theta, k = _problem(decoder, n=n, d=4 if n > 1024 else 7, k=3 if n > 1024 else 5)
+    buffer = _buffer(keep, X, k)
 
     def f(t):
-        return loss_and_gradient(t, X, k, alpha, 0.05, beta, decoder, n_threads=n_threads)[0]
+        return loss_and_gradient(t, X, k, alpha, 0.05, beta, decoder, n_threads=n_threads,
+                                 activations=buffer)[0]
 
-    _, grad = loss_and_gradient(theta, X, k, alpha, 0.05, beta, decoder, n_threads=n_threads)
+    _, grad = loss_and_gradient(theta, X, k, alpha, 0.05, beta, decoder, n_threads=n_threads,
+                                activations=buffer)
     # Central differences: error O(h^2) ~ 1e-12 relative.
     h = 1e-6
     numeric = np.array(
@@ -85,11 +99,15 @@ def test_initialization_range_and_zero_biases():
 
 
 @pytest.mark.parametrize("decoder", ["sigmoid", "linear"])
-def test_blocked_threads_give_the_same_result(decoder):
+@keep_activations
+def test_blocked_threads_give_the_same_result(decoder, keep):
     # Enough rows for several blocks and groups, computed on threads.
     X, theta, k = _problem(decoder, n=5000, d=12, k=7)
-    l1, g1 = loss_and_gradient(theta, X, k, 1e-3, 0.05, 3.0, decoder, n_threads=1)
-    l2, g2 = loss_and_gradient(theta, X, k, 1e-3, 0.05, 3.0, decoder, n_threads=2)
+    buffer = _buffer(keep, X, k)
+    l1, g1 = loss_and_gradient(theta, X, k, 1e-3, 0.05, 3.0, decoder, n_threads=1,
+                               activations=buffer)
+    l2, g2 = loss_and_gradient(theta, X, k, 1e-3, 0.05, 3.0, decoder, n_threads=2,
+                               activations=buffer)
     assert l1 == l2
     np.testing.assert_array_equal(g1, g2)
     # And both equal the whole-matrix formula.
@@ -107,15 +125,18 @@ def test_blocked_threads_give_the_same_result(decoder):
 
 
 @pytest.mark.parametrize("decoder", ["sigmoid", "linear"])
-def test_multi_block_gradient_matches_finite_differences(decoder):
+@keep_activations
+def test_multi_block_gradient_matches_finite_differences(decoder, keep):
     # Several blocks in several groups: the sparsity term's part of the
-    # encoder's gradient is summed over every block and scaled at the end.
+    # encoder's gradient is summed over every block and scaled at the end
+    # (one pass), or added to the deltas of the second pass (two).
     X, theta, k = _problem(decoder, n=3000, d=4, k=3)
+    buffer = _buffer(keep, X, k)
 
     def f(t):
-        return loss_and_gradient(t, X, k, 1e-3, 0.05, 3.0, decoder)[0]
+        return loss_and_gradient(t, X, k, 1e-3, 0.05, 3.0, decoder, activations=buffer)[0]
 
-    _, grad = loss_and_gradient(theta, X, k, 1e-3, 0.05, 3.0, decoder)
+    _, grad = loss_and_gradient(theta, X, k, 1e-3, 0.05, 3.0, decoder, activations=buffer)
     h = 1e-6
     numeric = np.array(
         [(f(theta + h * e) - f(theta - h * e)) / (2 * h) for e in np.eye(theta.size)]
@@ -125,14 +146,16 @@ def test_multi_block_gradient_matches_finite_differences(decoder):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_fused_passes_equal_the_matrix_formula(dtype):
+@keep_activations
+def test_fused_passes_equal_the_matrix_formula(dtype, keep):
     # The numba passes against the whole-matrix definition in float64, on
     # several blocks, with a sigmoid decoder (both sigmoids are the kernels').
     X, theta, k = _problem("sigmoid", n=2500, d=9, k=20)
     n, d = X.shape
     alpha, rho, beta = 1e-3, 0.05, 3.0
     loss, grad = loss_and_gradient(
-        theta.astype(dtype), X.astype(dtype), k, alpha, rho, beta, "sigmoid"
+        theta.astype(dtype), X.astype(dtype), k, alpha, rho, beta, "sigmoid",
+        activations=_buffer(keep, X.astype(dtype), k),
     )
     W1, W2, b1, b2 = unpack(theta, d, k)
     A = 1 / (1 + np.exp(-(X @ W1.T + b1)))
@@ -179,3 +202,14 @@ def test_kernel_sigmoid_is_the_logistic_function(dtype):
         assert np.all(out[~normal] < 1e-300)
     else:
         assert np.max(np.abs(out - exact)) < 2e-7
+
+
+def test_activations_buffer_is_checked_and_bounded(monkeypatch):
+    X, theta, k = _problem("linear")
+    for bad in (np.empty((len(X), k + 1)), np.empty((len(X), k), np.float32),
+                np.empty((k, len(X))).T):
+        with pytest.raises(ValueError, match="activations must be a C-contiguous float64"):
+            loss_and_gradient(theta, X, k, 1e-3, 0.05, 3.0, "linear", activations=bad)
+    assert activations_buffer(len(X), k, np.float32).shape == (len(X), k)
+    monkeypatch.setattr("skaecnn._objective._KEEP_BYTES", len(X) * k * 8 - 1)
+    assert activations_buffer(len(X), k, np.float64) is None

@@ -1,6 +1,7 @@
 """Threads are each estimator's parameter; limits set around a call are respected."""
 
 import threading
+import time
 from types import SimpleNamespace
 
 import numba
@@ -11,7 +12,7 @@ from sklearn.pipeline import make_pipeline
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from skaecnn import ConvPoolTransformer, SparseAutoencoderFeatures
-from skaecnn._threads import blas_limit, effective_threads
+from skaecnn._threads import blas_limit, effective_threads, parallel
 
 from test_convpool import images, reference
 
@@ -233,3 +234,32 @@ def test_one_image_split_into_bands_of_pooled_rows_equals_its_definition(
         expected = conv.transform(X[:3])[:1]
     tol = 1e-5 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(F, expected, rtol=tol, atol=tol)
+
+
+def test_parallel_runs_items_in_order_on_the_caller_and_the_pool():
+    names = set()
+
+    def work(i):
+        names.add(threading.current_thread().name)
+        time.sleep(0.005)  # long enough for the pool's thread to take items too
+        return i * i
+
+    with parallel(2) as run:
+        assert run(work, range(12)) == [i * i for i in range(12)]
+    assert threading.current_thread().name in names and len(names) == 2
+
+
+def test_parallel_finishes_every_item_before_raising():
+    done = []
+
+    def work(i):
+        if i == 0:
+            raise RuntimeError("item 0")
+        time.sleep(0.005)
+        done.append(i)
+
+    with pytest.raises(RuntimeError, match="item 0"):
+        with parallel(2) as run:
+            run(work, range(6))
+    # Nothing writes into the caller's arrays after run has returned.
+    assert sorted(done) == [1, 2, 3, 4, 5]
