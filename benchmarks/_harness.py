@@ -34,7 +34,7 @@ def timed(fn):
     return time.perf_counter() - t0
 
 
-def alternate(runners, repeats, prime=0.02):
+def alternate(runners, repeats, prime=0.2):
     """Time every ``(name, fn)`` of ``runners`` ``repeats`` times, interleaved.
 
     Repeat ``r`` runs them rotated by ``r // 2`` and, on odd ``r``, reversed,
@@ -46,7 +46,11 @@ def alternate(runners, repeats, prime=0.02):
     as in a loop of its own calls, whichever ran before it. On this VM,
     after an idle spell even an empty parallel kernel launch takes
     milliseconds, one call is not always enough to wake up from it, and that
-    would swamp a 1-image transform. Runners of seconds may pass 0.
+    would swamp a 1-image transform. Nor are 20 ms: after the square GEMM
+    and the quiet spell, a 2.6 ms objective evaluation (3x3 float32, 2
+    threads) still took 4.9 ms in the next 20 ms, and 4.0 ms after 0.2 s of
+    calls; a 0.1 s quiet spell made it 6.8 ms. Runners of seconds may pass
+    0.
     Returns ``{name: [seconds, ...]}``.
     """
     times = {name: [] for name, _ in runners}
