@@ -644,11 +644,16 @@ def _over_images(n_images, kernel, function, first, batch):
         function(*first)
         return
     previous = get_num_threads()
-    set_num_threads(_image_threads(n_images))
+    n_threads = _image_threads(n_images, previous)
+    # Setting the count costs microseconds even when it does not change it
+    # (as in _threads.threads).
+    if n_threads != previous:
+        set_num_threads(n_threads)
     try:
         kernel(_by_address(function, *first), *batch)
     finally:
-        set_num_threads(previous)
+        if n_threads != previous:
+            set_num_threads(previous)
 
 
 class _ByAddress:
