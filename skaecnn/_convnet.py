@@ -26,7 +26,7 @@ from ._backprop import (
 from ._convpool import ConvPoolTransformer, default_encoder
 from ._folding import FoldedEncoder
 from ._images import check_images, working_dtype
-from ._threads import effective_threads, threads
+from ._threads import threads
 from ._validation import Interval, N_JOBS
 from ._whitening import ZCAWhitening
 
@@ -660,7 +660,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         y = self._check_targets(images, y)
         rng = check_random_state(self.random_state)
         classes = unique_labels(y)
-        with threads(effective_threads(self.n_jobs), 1):
+        with threads(self.n_jobs, 1):
             # Split first: the validation images must not train the softmax's start.
             images, y, validation = self._split(images, y, rng)
             self._initialize(images, y, classes, rng)
@@ -720,7 +720,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         unknown = np.setdiff1d(np.unique(y), np.asarray(unique_labels(classes)))
         if len(unknown):
             raise ValueError(f"y holds labels {unknown!r} that are not in classes.")
-        with threads(effective_threads(self.n_jobs), 1):
+        with threads(self.n_jobs, 1):
             if first:
                 self._initialize(images, y, unique_labels(classes), self._rng)
             self._fit_minibatch(images, y, self._rng, 1)
@@ -740,7 +740,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
 
     def _scores(self, X):
         images = self._check_images(X, reset=False)
-        with threads(effective_threads(self.n_jobs), 1):
+        with threads(self.n_jobs, 1):
             return self._decision(images)
 
     def _predict_images(self, images):

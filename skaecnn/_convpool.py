@@ -21,7 +21,7 @@ from ._images import check_images, finite_range, open_images, sample_patches, wo
 from ._kernels import POOLINGS
 from ._layer import build_layer
 from ._normalization import PatchNormalizer
-from ._threads import effective_threads, threads
+from ._threads import threads
 from ._validation import DataRangeWarning, Interval, N_JOBS
 from ._whitening import ZCAWhitening
 
@@ -380,8 +380,7 @@ class ConvPoolTransformer(TransformerMixin, BaseEstimator):
             )
         else:
             self.encoder_ = clone(self.encoder)
-        n_threads = effective_threads(self.n_jobs)
-        with threads(n_threads):
+        with threads(self.n_jobs):
             self.encoder_.fit(patches)
             self.layer_, reason, mismatch = build_layer(
                 self.encoder_, patches, patch_size, images.shape[3], self.pooling,
@@ -526,18 +525,17 @@ class ConvPoolTransformer(TransformerMixin, BaseEstimator):
         out = np.empty((n, n_ph, n_pw, k), dtype=dtype)
         if layer.folded:
             # The fused kernel keeps its working memory per thread; chunks only
-            # bound the images converted to ``dtype`` at a time. Each kernel
-            # thread runs its own matrix products.
+            # bound the images converted to ``dtype`` at a time. It limits BLAS
+            # itself where its threads run matrix products of their own; one
+            # image in the calling thread runs them on the threads allowed.
             chunk = self.batch_size or max(1, _CHUNK_BYTES // (h * w * c * dtype.itemsize))
-            blas_threads = 1
         else:
             # The encoder sees a chunk's whole patch matrix and returns its responses.
             positions = int(np.prod(layer.map_extent(n_ph, n_pw)))
             d = layer.patch_size**2 * c
             chunk = self.batch_size or max(1, _CHUNK_BYTES // (positions * (d + k) * dtype.itemsize))
-            blas_threads = None
         start = last_report = time.perf_counter()
-        with threads(effective_threads(self.n_jobs), blas_threads):
+        with threads(self.n_jobs):
             for begin in range(0, n, chunk):
                 nb = min(chunk, n - begin)
                 # Converted within the call, so that one chunk's copy at most is alive.

@@ -36,6 +36,7 @@ variance (PatchNormalizer, computed in place rather than folded).
 would otherwise keep every loop that divides from vectorizing.
 """
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -54,6 +55,8 @@ from numba.extending import (
 )
 from numba.types import FunctionType
 from numpy.polynomial import Chebyshev, Polynomial
+
+from ._threads import blas_limit
 
 # Bytes of one thread's block of patch rows plus their filter responses: about
 # a core's L2 cache, so that the activation reads the responses from there,
@@ -576,8 +579,10 @@ def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, po
     the regions, which span the top-left ``map_extent(ph, ...) x
     map_extent(pw, ...)`` of the maps. Runs on numba's thread count of the
     calling thread, at most one per image, or per band of pooled rows when
-    images are split (:func:`_bands`); call with BLAS limited to one thread,
-    as every thread runs its own matrix products.
+    images are split (:func:`_bands`). Several threads run their matrix
+    products on one BLAS thread each; one image (or band) alone runs them on
+    the BLAS threads the caller allows (on two cores, MNIST's 576 x 25 x 64
+    product of one image then takes 18 instead of 28 us).
     """
     n_images, n_ph, n_pw, k = out.shape
     d, n_responses = filters_t.shape
@@ -597,12 +602,13 @@ def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, po
     tiles = plan.tiles(n_threads, k, out.dtype)
     shared = (filters_t, bias, m, normalize, epsilon, activation, pooling, plan.n_cols,
               plan.positions, plan.tile, plan.tile_stride, plan.per_region)
-    _over_images(
-        n_images * n_bands, _convolve_pool, _convolve_pool_image,
-        (images[0], *shared, patches[0], responses[0], out[0] if tiles is None else tiles[0],
-         out[0]),
-        (images, *shared, patches, responses, tiles, n_bands, band_rows, out),
-    )
+    with blas_limit(1) if n_threads > 1 else nullcontext():
+        _over_images(
+            n_images * n_bands, _convolve_pool, _convolve_pool_image,
+            (images[0], *shared, patches[0], responses[0],
+             out[0] if tiles is None else tiles[0], out[0]),
+            (images, *shared, patches, responses, tiles, n_bands, band_rows, out),
+        )
 
 
 def _bands(n_images, plan, n_ph, flops, n_threads):

@@ -32,7 +32,6 @@ import queue
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import numba
 from threadpoolctl import ThreadpoolController
@@ -70,13 +69,12 @@ def _blas_controller():
     return _controller
 
 
-def _outer_blas_limit():
-    """The BLAS thread limit set outside this package's sections (None if no BLAS is known)."""
-    with _blas_lock:
-        found = _blas_found if _blas_requests else [
-            lib.num_threads for lib in _blas_controller().lib_controllers
-        ]
-    return min(found, default=None)
+def _outer_blas_limits():
+    """The BLAS thread limits set outside this package's sections, one per
+    library; call with ``_blas_lock`` held."""
+    if _blas_requests:
+        return _blas_found
+    return [lib.num_threads for lib in _blas_controller().lib_controllers]
 
 
 def _dask_worker_share():
@@ -138,6 +136,14 @@ def effective_threads(n_jobs):
         limit set around the call (``threadpoolctl.threadpool_limits``); at
         least 1.
     """
+    with _blas_lock:
+        blas = _outer_blas_limits()
+    return _effective(n_jobs, numba.get_num_threads(), blas)
+
+
+def _effective(n_jobs, numba_threads, blas):
+    """:func:`effective_threads` with the calling thread's numba thread count
+    and the outer BLAS limits given."""
     available = numba.config.NUMBA_NUM_THREADS
     # What "all" means here; an explicit n_jobs may ask beyond a worker's share.
     share = _dask_worker_share() or _dask_local_share(available) or available
@@ -147,11 +153,7 @@ def effective_threads(n_jobs):
         n = share + 1 + n_jobs
     else:
         n = n_jobs
-    limits = [available, numba.get_num_threads()]
-    outer = _outer_blas_limit()
-    if outer is not None:
-        limits.append(outer)
-    return max(1, min([n] + limits))
+    return max(1, min(n, available, numba_threads, *blas))
 
 
 def _set_blas(limit):
@@ -160,50 +162,80 @@ def _set_blas(limit):
         lib.set_num_threads(min(found, limit))
 
 
-@contextmanager
-def blas_limit(n_threads):
+class blas_limit:
     """Context in which numpy's (and scipy's) BLAS uses at most ``n_threads``.
 
     Concurrent sections share the smallest limit asked; the last to leave
-    restores the settings the first one found.
+    restores the settings the first one found. A section asking no fewer
+    threads than BLAS has changes nothing.
     """
-    global _blas_found
-    n_threads = max(1, int(n_threads))
-    with _blas_lock:
-        if not _blas_requests:
-            _blas_found = [lib.num_threads for lib in _blas_controller().lib_controllers]
-        _blas_requests.append(n_threads)
-        _set_blas(min(_blas_requests))
-    try:
-        yield
-    finally:
+
+    def __init__(self, n_threads):
+        self.n_threads = max(1, int(n_threads))
+
+    def __enter__(self):
         with _blas_lock:
-            _blas_requests.remove(n_threads)
+            self._enter_locked(_outer_blas_limits())
+        return self
+
+    def _enter_locked(self, found):
+        global _blas_found
+        # No section ever sets more than what the first one found: one that
+        # would lower nothing need not take part (each setting costs a
+        # microsecond, much of a 1-image transform).
+        self._lowers = any(limit > self.n_threads for limit in found)
+        if self._lowers:
+            _blas_found = found
+            _blas_requests.append(self.n_threads)
+            _set_blas(min(_blas_requests))
+
+    def __exit__(self, *exc_info):
+        global _blas_found
+        if not self._lowers:
+            return False
+        with _blas_lock:
+            _blas_requests.remove(self.n_threads)
             if _blas_requests:
                 _set_blas(min(_blas_requests))
             else:
                 for lib, found in zip(_blas_controller().lib_controllers, _blas_found):
                     lib.set_num_threads(found)
                 _blas_found = None
+        return False
 
 
-@contextmanager
-def threads(n_threads, blas_threads=None):
-    """Run numba's kernels on ``n_threads`` threads (in the calling thread) and
-    BLAS on at most ``blas_threads`` (default: the same number).
+class threads:
+    """Context that runs numba's kernels (in the calling thread) on
+    :func:`effective_threads` ``(n_jobs)`` threads, and BLAS on at most
+    ``blas_threads`` (default: the same number); ``as`` gives that number.
 
-    ``n_threads`` comes from :func:`effective_threads`: it never raises a limit.
+    It never raises a limit. The limits are read once, for both (each read
+    costs about a microsecond, as much as a transform's other checks).
     """
-    previous = numba.get_num_threads()
-    # Each call costs microseconds, as much as a transform's other checks.
-    if n_threads != previous:
-        numba.set_num_threads(n_threads)
-    try:
-        with blas_limit(blas_threads or n_threads):
-            yield
-    finally:
-        if n_threads != previous:
-            numba.set_num_threads(previous)
+
+    def __init__(self, n_jobs, blas_threads=None):
+        self.n_jobs = n_jobs
+        self.blas_threads = blas_threads
+
+    def __enter__(self):
+        self._previous = numba.get_num_threads()
+        with _blas_lock:
+            found = _outer_blas_limits()
+            n_threads = _effective(self.n_jobs, self._previous, found)
+            self._blas = blas_limit(self.blas_threads or n_threads)
+            self._blas._enter_locked(found)
+        self._changed = n_threads != self._previous
+        if self._changed:
+            numba.set_num_threads(n_threads)
+        return n_threads
+
+    def __exit__(self, *exc_info):
+        try:
+            self._blas.__exit__(*exc_info)
+        finally:
+            if self._changed:
+                numba.set_num_threads(self._previous)
+        return False
 
 
 def _get_executor(n_threads):

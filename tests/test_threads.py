@@ -78,6 +78,21 @@ def test_blas_limit_sections_restore_what_they_found_in_any_order():
     assert _blas_threads() == before
 
 
+def test_blas_limit_sections_keep_their_limit_after_a_lower_one_leaves():
+    # A section asking fewer threads than BLAS had must take part even while a
+    # lower one is open: when that one leaves, its own limit must hold.
+    with threadpool_limits(4, user_api="blas"):
+        before = _blas_threads()
+        lower, higher, no_lower = blas_limit(1), blas_limit(2), blas_limit(max(before))
+        with lower:
+            higher.__enter__()
+            with no_lower:
+                assert _blas_threads() == [1] * len(before)
+        assert _blas_threads() == [min(2, n) for n in before]
+        higher.__exit__(None, None, None)
+        assert _blas_threads() == before
+
+
 def _record_limits(seen):
     def encode(X):
         seen.append((_blas_threads(), numba.get_num_threads()))
@@ -181,6 +196,32 @@ def test_kernel_runs_no_more_threads_than_images(monkeypatch, n_images, expected
     F = conv.transform(X[:n_images])
     assert seen == expected
     assert numba.get_num_threads() == previous
+    np.testing.assert_allclose(F, reference(conv, X[:n_images]).reshape(n_images, -1),
+                               rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 threads")
+@pytest.mark.parametrize("n_images", [1, 2])
+def test_kernel_threads_run_their_matrix_products_on_one_blas_thread(monkeypatch, n_images):
+    # Kernel threads each run matrix products of their own: one BLAS thread
+    # each. One image alone, in the calling thread, has all n_jobs allows.
+    from skaecnn import _kernels
+
+    X = images(n=2, h=10, w=10)
+    conv = ConvPoolTransformer(SparseAutoencoderFeatures(4, max_iter=5, random_state=0),
+                               patch_size=3, n_patches=200, n_jobs=2, random_state=0).fit(X)
+    name = "_convolve_pool_image" if n_images == 1 else "_convolve_pool"
+    function, seen = getattr(_kernels, name), []
+
+    def spy(*args):
+        seen.append(_blas_threads())
+        return function(*args)
+
+    monkeypatch.setattr(_kernels, name, spy)
+    with threadpool_limits(2, user_api="blas"):
+        F = conv.transform(X[:n_images])
+        assert seen == [[1 if n_images > 1 else 2] * len(_blas_threads())]
+        assert _blas_threads() == [2] * len(_blas_threads())
     np.testing.assert_allclose(F, reference(conv, X[:n_images]).reshape(n_images, -1),
                                rtol=1e-10, atol=1e-10)
 
