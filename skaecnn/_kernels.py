@@ -50,7 +50,6 @@ from numba.extending import (
     models,
     overload,
     register_model,
-    typeof_impl,
     unbox,
 )
 from numba.types import FunctionType
@@ -373,10 +372,13 @@ class Stage:
     specialization has the stage's code inlined, with no branch on it.
     """
 
-    __slots__ = ("name",)
+    __slots__ = ("name", "_numba_type_")
 
     def __init__(self, name):
         self.name = name
+        # What numba's typeof reads first: a kernel's dispatch then takes
+        # 0.7 us per stage argument, against 2.3 us through a typeof_impl.
+        self._numba_type_ = _stage_type(name)
 
     def __repr__(self):
         return f"Stage({self.name!r})"
@@ -386,11 +388,6 @@ class _StageType(types.Type):
     def __init__(self, name):
         self.stage = name
         super().__init__(name=f"Stage({name})")
-
-
-@typeof_impl.register(Stage)
-def _typeof_stage(value, context):
-    return _stage_type(value.name)
 
 
 @lru_cache(maxsize=None)
@@ -696,7 +693,7 @@ def _by_address(function, *args):
     # Numba's own type fingerprints key the lookup: typeof takes ~15 us per
     # array, as long as the kernel runs on a small image.
     key = (function,) + tuple(
-        _stage_type(arg.name) if isinstance(arg, Stage) else compute_fingerprint(arg)
+        arg._numba_type_ if isinstance(arg, Stage) else compute_fingerprint(arg)
         for arg in args
     )
     compiled = _BY_ADDRESS.get(key)
