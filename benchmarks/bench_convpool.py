@@ -36,8 +36,16 @@ matrix of the same shape (``rows x m*m*c`` times ``m*m*c x k``, the rows of as
 many images as fill 32 MiB of patches and responses; timed in the same
 repeats), and the speed-up over the UFLDL-style loop
 (``scipy.signal.convolve2d`` per image, filter and channel, then sigmoid and
-pooling; timed on a few images). Before timing it checks that skaecnn and
-torch agree.
+pooling; timed on a few images), and skaecnn's parallel efficiency: its rate
+over the threads times its rate with ``n_jobs=1``, timed in the same repeats.
+Before timing it checks that skaecnn and torch agree.
+
+On the 2-core VM the small shapes' ratios moved from run to run with the
+machine, not the code: on the digits shape skaecnn's own two-thread rate
+moved between about 255,000 and 345,000 images/s within one process and
+between processes, while its one-thread rate stayed at 175,000-179,000
+(parallel efficiency 0.78-0.97; numba's dynamic chunks did not change it).
+The efficiency column shows such a phase in the run itself.
 
 **Targets (issue 13): ratio >= 1.5 on mnist, usps and digits in every run (aim
 3), >= 2.5 on cifar and stl; latency ratio >= 1 for 1 and 16 images; the
@@ -68,6 +76,7 @@ more as ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python ...``.
 """
 
 import argparse
+import copy
 import os
 import platform
 import statistics
@@ -190,6 +199,11 @@ def bench_shape(torch, name, n, threads, repeats):
         ("gemm", gemm_runner(images_per_gemm * positions, d, k)),
         ("square", square),
     ]
+    if threads > 1:
+        # The same transform on one thread: its rate does not depend on how
+        # fast the machine runs the other cores at the time.
+        single = copy.copy(conv).set_params(n_jobs=1)
+        runners.append(("skaecnn 1 thread", lambda: single.transform(X)))
     runners[2][1]()
     square()
     with threadpool_limits(limits=threads, user_api="blas"):
@@ -198,13 +212,15 @@ def bench_shape(torch, name, n, threads, repeats):
     t_torch = statistics.median(times["torch"])
     gemm = 2 * images_per_gemm * positions * d * k / statistics.median(times["gemm"]) / 1e9
     square_rate = square_flops / statistics.median(times["square"]) / 1e9
+    efficiency = (statistics.median(times["skaecnn 1 thread"]) / (threads * t_ours)
+                  if threads > 1 else None)
 
     n_loop = UFLDL_IMAGES[name]
     t_loop = timed(lambda: ufldl_loop(conv, X[:n_loop])) / n_loop
     return dict(
         name=name, n=n, ours=n / t_ours, torch=n / t_torch, ratio=t_torch / t_ours,
         gflops=flops_per_image * n / t_ours / 1e9, gemm=gemm, square=square_rate,
-        loop_speedup=t_loop * n / t_ours, spread=spread(times["skaecnn"]),
+        loop_speedup=t_loop * n / t_ours, spread=spread(times["skaecnn"]), efficiency=efficiency,
         batch=batch, warmup=warmup, diff=diff, loop_diff=loop_diff,
         ours_spread=(n / max(times["skaecnn"]), n / min(times["skaecnn"])),
         torch_spread=(n / max(times["torch"]), n / min(times["torch"])),
@@ -326,16 +342,18 @@ def main(argv=None):
     print()
     print("medians over the repeats (slowest-fastest in brackets; the machine may be shared):")
     print(f"{'shape':6s} {'skaecnn img/s':>22s} {'torch img/s':>22s} {'ratio':>6s} {'spread':>6s} "
-          f"{'GFLOP/s':>8s} {'of GEMM':>8s} {'of sq.':>7s} {'vs UFLDL loop':>14s}")
+          f"{'GFLOP/s':>8s} {'of GEMM':>8s} {'of sq.':>7s} {'vs UFLDL loop':>14s} {'par. eff.':>9s}")
     for r in rows:
         ours = f"{r['ours']:.0f} [{r['ours_spread'][0]:.0f}-{r['ours_spread'][1]:.0f}]"
         theirs = f"{r['torch']:.0f} [{r['torch_spread'][0]:.0f}-{r['torch_spread'][1]:.0f}]"
+        efficiency = "-" if r["efficiency"] is None else f"{r['efficiency']:.0%}"
         print(f"{r['name']:6s} {ours:>22s} {theirs:>22s} {r['ratio']:6.2f} {r['spread']:6.2f} "
               f"{r['gflops']:8.1f} {r['gflops'] / r['gemm']:8.0%} {r['gflops'] / r['square']:7.0%} "
-              f"{r['loop_speedup']:13.0f}x")
+              f"{r['loop_speedup']:13.0f}x {efficiency:>9s}")
     if rows:
         print(f"'of GEMM': of numpy's float32 GEMM on the shape's patch matrix; 'of sq.': of "
-              f"its 1024^3 GEMM ({statistics.median(r['square'] for r in rows):.1f} GFLOP/s)")
+              f"its 1024^3 GEMM ({statistics.median(r['square'] for r in rows):.1f} GFLOP/s); "
+              "'par. eff.': skaecnn's rate on all threads over threads x its rate on one")
     for name, t in latency.items():
         for b in LATENCY_BATCHES:
             ours, ours_spread = t[f"skaecnn {b}"]
