@@ -136,24 +136,31 @@ def effective_threads(n_jobs):
         limit set around the call (``threadpoolctl.threadpool_limits``); at
         least 1.
     """
+    requested = _requested(n_jobs)
     with _blas_lock:
         blas = _outer_blas_limits()
-    return _effective(n_jobs, numba.get_num_threads(), blas)
+    return _capped(requested, numba.get_num_threads(), blas)
 
 
-def _effective(n_jobs, numba_threads, blas):
-    """:func:`effective_threads` with the calling thread's numba thread count
-    and the outer BLAS limits given."""
+def _requested(n_jobs):
+    """The threads ``n_jobs`` asks for, before the limits of :func:`_capped`.
+
+    Asks dask (and takes its locks), so it is called without ``_blas_lock``.
+    """
     available = numba.config.NUMBA_NUM_THREADS
     # What "all" means here; an explicit n_jobs may ask beyond a worker's share.
     share = _dask_worker_share() or _dask_local_share(available) or available
     if n_jobs is None:
-        n = share
-    elif n_jobs < 0:
-        n = share + 1 + n_jobs
-    else:
-        n = n_jobs
-    return max(1, min(n, available, numba_threads, *blas))
+        return share
+    if n_jobs < 0:
+        return share + 1 + n_jobs
+    return n_jobs
+
+
+def _capped(n_threads, numba_threads, blas):
+    """``n_threads`` within numba's pool, the calling thread's numba thread
+    count and the outer BLAS limits ``blas``; at least 1."""
+    return max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS, numba_threads, *blas))
 
 
 def _set_blas(limit):
@@ -218,10 +225,11 @@ class threads:
         self.blas_threads = blas_threads
 
     def __enter__(self):
+        requested = _requested(self.n_jobs)
         self._previous = numba.get_num_threads()
         with _blas_lock:
             found = _outer_blas_limits()
-            n_threads = _effective(self.n_jobs, self._previous, found)
+            n_threads = _capped(requested, self._previous, found)
             self._blas = blas_limit(self.blas_threads or n_threads)
             self._blas._enter_locked(found)
         self._changed = n_threads != self._previous
