@@ -633,21 +633,21 @@ def _image_threads(n_images, available=None):
     return min(get_num_threads() if available is None else available, n_images)
 
 
-def _over_images(n_images, kernel, function, first, batch):
+def _over_images(n_images, kernel, function, first, batch, max_threads=None):
     """Run ``function`` on each of ``n_images`` images (or bands of images).
 
     One runs in the calling thread, ``function(*first)``, with nothing to
     launch. More run in the parallel ``kernel``, which takes ``function`` by
     address (see :class:`_ByAddress`) and ``batch`` and calls ``function`` on
-    each, on ``_image_threads(n_images)`` of numba's threads for the
-    duration; ``first`` is the first image's arguments, whose types
-    ``function`` is compiled for.
+    each, on ``_image_threads(n_images)`` of numba's threads (at most
+    ``max_threads``) for the duration; ``first`` is the first image's
+    arguments, whose types ``function`` is compiled for.
     """
     if n_images == 1:
         function(*first)
         return
     previous = get_num_threads()
-    n_threads = _image_threads(n_images, previous)
+    n_threads = _image_threads(n_images, min(previous, max_threads or previous))
     # Setting the count costs microseconds even when it does not change it
     # (as in _threads.threads).
     if n_threads != previous:

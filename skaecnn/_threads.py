@@ -17,8 +17,8 @@ package's own sections
 a dask nanny starts its workers with). A limit is never raised.
 
 Where BLAS must run on fewer threads than it may (every kernel thread runs its
-own matrix products, and the autoencoder objective runs blocks on threads of
-its own, see :mod:`skaecnn._objective`), :func:`blas_limit` lowers the
+own matrix products, as in the autoencoder objective's blocks, see
+:mod:`skaecnn._objective`), :func:`blas_limit` lowers the
 process-wide BLAS setting for the duration: concurrent sections share the
 smallest limit any of them asks, and the last one to leave restores what the
 first one found, so that two threads transforming at once leave the limits as
@@ -28,7 +28,6 @@ split into blocks, each on its own thread with one BLAS thread, runs faster.
 """
 
 import os
-import queue
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -37,10 +36,6 @@ import numba
 from threadpoolctl import ThreadpoolController
 
 _controller = None
-_executor = None
-_executor_key = None
-# One parallel objective at a time: it owns the executor while it runs.
-_parallel_lock = threading.Lock()
 # The BLAS limits of the sections now open (blas_limit), and the settings the
 # first of them found.
 _blas_lock = threading.Lock()
@@ -49,11 +44,9 @@ _blas_found = None
 
 
 def _reset_after_fork():
-    # The parent's executor threads, and locks or sections other threads held
-    # at the fork, do not exist in the child.
-    global _executor, _executor_key, _parallel_lock, _blas_lock, _blas_requests, _blas_found
-    _executor = _executor_key = None
-    _parallel_lock = threading.Lock()
+    # Locks or sections other threads held at the fork do not exist in the
+    # child.
+    global _blas_lock, _blas_requests, _blas_found
     _blas_lock = threading.Lock()
     _blas_requests, _blas_found = [], None
 
@@ -244,79 +237,3 @@ class threads:
             if self._changed:
                 numba.set_num_threads(self._previous)
         return False
-
-
-def _get_executor(n_threads):
-    global _executor, _executor_key
-    if _executor_key != n_threads:
-        if _executor is not None:
-            _executor.shutdown(wait=False)
-        _executor = ThreadPoolExecutor(n_threads, thread_name_prefix="skaecnn-objective")
-        _executor_key = n_threads
-    return _executor
-
-
-class parallel:
-    """Context in which ``run(work, items)`` returns ``[work(i) for i in
-    items]``, computed by ``n_threads`` threads (the calling thread and
-    ``n_threads - 1`` of a pool), with single-threaded BLAS: the same sums in
-    the same order whatever the number of threads."""
-
-    def __init__(self, n_threads):
-        self.n_threads = max(1, int(n_threads))
-
-    def __enter__(self):
-        self._limit = blas_limit(1)
-        if self.n_threads == 1:
-            self._limit.__enter__()
-            return self._run_here
-        self._lock = _parallel_lock
-        self._lock.acquire()
-        try:
-            self._executor = _get_executor(self.n_threads - 1)
-            self._limit.__enter__()
-        except BaseException:
-            self._lock.release()
-            raise
-        return self._run_threads
-
-    def __exit__(self, *exc_info):
-        try:
-            self._limit.__exit__(None, None, None)
-        finally:
-            if self.n_threads > 1:
-                self._lock.release()
-        return False
-
-    @staticmethod
-    def _run_here(work, items):
-        return [work(i) for i in items]
-
-    def _run_threads(self, work, items):
-        # The calling thread and n_threads - 1 of the executor's take the items
-        # as they come free, in one task each: a future per item costs tens of
-        # microseconds (16 empty items on 2 threads: 190 against 60-100 us, most
-        # of it the pool thread's wake-up).
-        items = list(items)
-        results = [None] * len(items)
-        pending = queue.SimpleQueue()
-        for i in range(len(items)):
-            pending.put(i)
-
-        def take():
-            while True:
-                try:
-                    i = pending.get_nowait()
-                except queue.Empty:
-                    return
-                results[i] = work(items[i])
-
-        helpers = [self._executor.submit(take) for _ in range(self.n_threads - 1)]
-        try:
-            take()
-        finally:
-            for future in helpers:
-                future.exception()  # wait: they write into the caller's arrays
-        for future in helpers:
-            future.result()
-        return results

@@ -1,7 +1,6 @@
 """Threads are each estimator's parameter; limits set around a call are respected."""
 
 import threading
-import time
 from types import SimpleNamespace
 
 import numba
@@ -12,7 +11,8 @@ from sklearn.pipeline import make_pipeline
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from skaecnn import ConvPoolTransformer, SparseAutoencoderFeatures
-from skaecnn._threads import blas_limit, effective_threads, parallel
+from skaecnn import _objective
+from skaecnn._threads import blas_limit, effective_threads
 
 from test_convpool import images, reference
 
@@ -277,30 +277,29 @@ def test_one_image_split_into_bands_of_pooled_rows_equals_its_definition(
     np.testing.assert_allclose(F, expected, rtol=tol, atol=tol)
 
 
-def test_parallel_runs_items_in_order_on_the_caller_and_the_pool():
-    names = set()
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
+def test_objective_runs_its_groups_on_n_threads_within_numbas_count(monkeypatch):
+    seen = []
+    kernel = _objective._over_groups
 
-    def work(i):
-        names.add(threading.current_thread().name)
-        time.sleep(0.005)  # long enough for the pool's thread to take items too
-        return i * i
+    def spy(*args):
+        seen.append(numba.get_num_threads())
+        return kernel(*args)
 
-    with parallel(2) as run:
-        assert run(work, range(12)) == [i * i for i in range(12)]
-    assert threading.current_thread().name in names and len(names) == 2
-
-
-def test_parallel_finishes_every_item_before_raising():
-    done = []
-
-    def work(i):
-        if i == 0:
-            raise RuntimeError("item 0")
-        time.sleep(0.005)
-        done.append(i)
-
-    with pytest.raises(RuntimeError, match="item 0"):
-        with parallel(2) as run:
-            run(work, range(6))
-    # Nothing writes into the caller's arrays after run has returned.
-    assert sorted(done) == [1, 2, 3, 4, 5]
+    monkeypatch.setattr(_objective, "_over_groups", spy)
+    rng = np.random.default_rng(0)
+    X, k = rng.random((4096, 9)), 20  # four blocks of 1024 rows, one per group
+    theta = _objective.initialize(9, k, np.random.RandomState(0), np.float64)
+    buffer = _objective.activations_buffer(len(X), k, np.float64)
+    previous = numba.get_num_threads()
+    for numba_threads, n_threads, expected in [(2, 2, 2), (2, 1, 1), (1, 2, 1)]:
+        seen.clear()
+        numba.set_num_threads(numba_threads)
+        try:
+            _objective.loss_and_gradient(theta, X, k, 1e-3, 0.05, 3.0, "linear",
+                                         n_threads=n_threads, activations=buffer)
+            # Both passes, and numba's count as it was.
+            assert seen == [expected, expected]
+            assert numba.get_num_threads() == numba_threads
+        finally:
+            numba.set_num_threads(previous)
