@@ -12,6 +12,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from skaecnn import ConvPoolTransformer, SparseAutoencoderFeatures
 from skaecnn import _objective
+from skaecnn._kernels import thread_buffers
 from skaecnn._threads import blas_limit, effective_threads
 
 from test_convpool import images, reference
@@ -303,3 +304,16 @@ def test_objective_runs_its_groups_on_n_threads_within_numbas_count(monkeypatch)
             assert numba.get_num_threads() == numba_threads
         finally:
             numba.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows, widths", [(36, (9, 100)), (1, (3,)), (64, (25, 64)), (7, (75, 401))])
+def test_thread_buffers_give_each_thread_its_own_cache_lines(rows, widths, dtype):
+    buffers = thread_buffers(3, rows, widths, dtype)
+    assert len(buffers) == len(widths)
+    for buffer, width in zip(buffers, widths):
+        assert buffer.dtype == dtype and buffer.flags.c_contiguous
+        assert buffer.shape[0] == 3 and buffer.shape[1] >= rows and buffer.shape[2] == width
+        assert buffer.shape[1] == buffers[0].shape[1]  # one block of rows for all
+        for t in range(3):
+            assert buffer[t].ctypes.data % 64 == 0
