@@ -33,7 +33,9 @@ from numba import get_thread_id, njit, prange
 
 import numba
 
-from ._kernels import _BLOCK_BYTES, _MIN_BLOCK_ROWS, _extract, _regions, map_extent, sigmoid
+from ._kernels import (
+    _BLOCK_BYTES, _GROUP_ROWS, _MIN_BLOCK_ROWS, _extract, _regions, map_extent, sigmoid,
+)
 
 #: The stages the backward pass differentiates, as the integer codes its
 #: kernels branch on; names are those of ``_kernels.ACTIVATIONS`` and
@@ -44,9 +46,8 @@ ACTIVATION_CODES = {"identity": IDENTITY, "sigmoid": SIGMOID, "relu": RELU}
 POOLING_CODES = {"mean": MEAN, "max": MAX, "sum": SUM}
 
 
-# Rows of several small images' patches one backward GEMM takes at once, and
-# the most bytes of patch rows and errors that may take.
-_GROUP_ROWS = 512
+# The most bytes of patch rows and errors of the images one backward GEMM
+# takes at once (at most _GROUP_ROWS rows).
 _GROUP_BYTES = 2**21
 
 

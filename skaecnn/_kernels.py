@@ -67,6 +67,11 @@ _MIN_BLOCK_ROWS = 64
 # convolution splits images among threads that would have none (see _bands):
 # about 0.1 ms on one core, twice what a parallel launch costs.
 _BAND_FLOPS = 4e6
+# Window positions of small images one matrix product takes at most, several
+# images to a product (_images_per_task; the backward pass's groups in
+# skaecnn._backprop). On digits, 256, 512 and 1024 were level (205k against
+# 178k images/s for one image per product, on one thread).
+_GROUP_ROWS = 512
 # Bytes of a cache line (x86-64, most ARM cores): see thread_buffers.
 _CACHE_LINE = 64
 
@@ -588,7 +593,6 @@ def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, po
     d, n_responses = filters_t.shape
     plan = _Plan.of(tuple(pool), tuple(stride), n_ph, n_pw)
     block = max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // ((d + n_responses) * filters_t.itemsize))
-    block = min(block, plan.positions)
     if n_images == 0:
         return
     # Read once: each read costs microseconds, much of a 1-image call.
@@ -596,17 +600,23 @@ def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, po
     n_bands = _bands(n_images, plan, n_ph, 2 * plan.positions * d * n_responses, available)
     band_rows = -(-n_ph // n_bands)
     n_bands = -(-n_ph // band_rows)
-    n_threads = _image_threads(n_images * n_bands, available)
+    group = 1 if n_bands > 1 else _images_per_task(n_images, plan.positions, block, available)
+    n_tasks = -(-n_images // group) * n_bands
+    n_threads = _image_threads(n_tasks, available)
+    block = min(block, plan.positions * group)
     patches, responses = thread_buffers(n_threads, block, (d, n_responses), filters_t.dtype)
     tiles = plan.tiles(n_threads, k, out.dtype)
     shared = (filters_t, bias, m, normalize, epsilon, activation, pooling, plan.n_cols,
               plan.positions, plan.tile, plan.tile_stride, plan.per_region)
+    # The first task's arguments: its images one above the other.
+    first = images[:group].reshape((-1,) + images.shape[2:])
+    dest = out[:group].reshape((-1,) + out.shape[2:])
     with blas_limit(1) if n_threads > 1 else nullcontext():
         _over_images(
-            n_images * n_bands, _convolve_pool, _convolve_pool_image,
-            (images[0], *shared, patches[0], responses[0],
-             out[0] if tiles is None else tiles[0], out[0]),
-            (images, *shared, patches, responses, tiles, n_bands, band_rows, out),
+            n_tasks, _convolve_pool, _convolve_pool_image,
+            (first, *shared, min(group, n_images), patches[0], responses[0],
+             dest if tiles is None else tiles[0], dest),
+            (images, *shared, group, patches, responses, tiles, n_bands, band_rows, out),
         )
 
 
@@ -646,6 +656,20 @@ def _bands(n_images, plan, n_ph, flops, n_threads):
             or plan.per_region is not None):
         return 1
     return min(-(-n_threads // n_images), n_ph)
+
+
+def _images_per_task(n_images, positions, block, n_threads):
+    """Images a task of the convolution takes, one above the other.
+
+    An image of fewer than ``_GROUP_ROWS`` window positions goes with others
+    to one matrix product (within a block, and no fewer tasks than threads):
+    a product per image of digits' 36 positions made as many BLAS calls, each
+    costing as much as its arithmetic, and the calls of two threads slow each
+    other down (OpenBLAS's buffers).
+    """
+    if positions >= _GROUP_ROWS:
+        return 1
+    return max(1, min(_GROUP_ROWS // positions, block // positions, -(-n_images // n_threads)))
 
 
 def _image_threads(n_images, available=None):
@@ -732,45 +756,71 @@ def _by_address(function, *args):
 # per-image function by address (see _ByAddress): numba's parallel passes,
 # which take seconds for each loop body they compile, see one call.
 @njit(cache=True, parallel=True)
-def _convolve_pool(per_image, images, filters_t, bias, m, normalize, epsilon, activation,
-                   pooling, n_cols, positions, tile, tile_stride, per_region, patches, responses,
-                   tiles, n_bands, band_rows, out):
-    n_ph = out.shape[1]
-    for task in prange(out.shape[0] * n_bands):
+def _convolve_pool(per_task, images, filters_t, bias, m, normalize, epsilon, activation,
+                   pooling, n_cols, positions, tile, tile_stride, per_region, group, patches,
+                   responses, tiles, n_bands, band_rows, out):
+    n_images, n_ph, n_pw, k = out.shape
+    _, h, w, c = images.shape
+    for task in prange(-(-n_images // group) * n_bands):
         # (prange's index is unsigned: numba would mix it with n_bands in floats)
-        b, band = divmod(np.int64(task), n_bands)
+        g, band = divmod(np.int64(task), n_bands)
         thread = get_thread_id()
+        b0 = g * group
+        b1 = min(b0 + group, n_images)
         # Pooled rows r0:r1, from window rows first:last (with bands, the
         # regions tile the map: each pooled row holds tile[0] window rows).
         r0 = band * band_rows
         r1 = min(r0 + band_rows, n_ph)
         first = r0 * tile[0]
         last = positions // n_cols if r1 == n_ph else r1 * tile[0]
-        per_image(
-            images[b, first : last + m - 1], filters_t, bias, m, normalize, epsilon, activation,
-            pooling, n_cols, (last - first) * n_cols, tile, tile_stride, per_region,
-            patches[thread], responses[thread], out[b, r0:r1] if tiles is None else tiles[thread],
-            out[b, r0:r1],
+        if group == 1:  # an image, or a band of one
+            image = images[b0, first : last + m - 1]
+            dest = out[b0, r0:r1]
+        else:  # whole images, one above the other
+            image = images[b0:b1].reshape(((b1 - b0) * h, w, c))
+            dest = out[b0:b1].reshape(((b1 - b0) * n_ph, n_pw, k))
+        per_task(
+            image, filters_t, bias, m, normalize, epsilon, activation, pooling, n_cols,
+            (last - first) * n_cols, tile, tile_stride, per_region, b1 - b0, patches[thread],
+            responses[thread], dest if tiles is None else tiles[thread], dest,
         )
 
 
 # fastmath for the inlined extraction; the rest of it is integer arithmetic
 # and calls.
 @njit(cache=True, fastmath=True)
-def _convolve_pool_image(image, filters_t, bias, m, normalize, epsilon, activation, pooling,
-                         n_cols, positions, tile, tile_stride, per_region, patches, responses,
-                         cells, out):
+def _convolve_pool_image(images, filters_t, bias, m, normalize, epsilon, activation, pooling,
+                         n_cols, positions, tile, tile_stride, per_region, n_stacked, patches,
+                         responses, cells, out):
+    """``n_stacked`` images, one above the other in ``images`` (their outputs
+    likewise in ``out``), or a band of one image."""
     block = patches.shape[0]
-    _start_pool(pooling, cells)
-    for start in range(0, positions, block):
-        rows = min(block, positions - start)
-        P = patches[:rows]
-        R = responses[:rows]
-        _extract_inline(image, m, n_cols, start, normalize, epsilon, P)
-        np.dot(P, filters_t, R)
-        _activate_pool(activation, pooling, P, R, bias, n_cols, start, tile, tile_stride,
-                       cells)
-    _finish_image(pooling, cells, tile, per_region, out)
+    h = images.shape[0] // n_stacked
+    n_ph = out.shape[0] // n_stacked
+    # Whole images per matrix product: several when their windows fit in a
+    # block (see _images_per_task), else one, a block of its windows at a time.
+    per_product = max(1, block // positions)
+    for i0 in range(0, n_stacked, per_product):
+        i1 = min(i0 + per_product, n_stacked)
+        for start in range(0, positions, block):
+            rows = min(block, positions - start)
+            for i in range(i0, i1):
+                at = (i - i0) * rows
+                _extract_inline(images[i * h : (i + 1) * h], m, n_cols, start, normalize,
+                                epsilon, patches[at : at + rows])
+            n_rows = (i1 - i0) * rows
+            np.dot(patches[:n_rows], filters_t, responses[:n_rows])
+            for i in range(i0, i1):
+                at = (i - i0) * rows
+                dest = out[i * n_ph : (i + 1) * n_ph]
+                pooled = dest if per_region is None else cells
+                if start == 0:
+                    _start_pool(pooling, pooled)
+                _activate_pool(activation, pooling, patches[at : at + rows],
+                               responses[at : at + rows], bias, n_cols, start, tile, tile_stride,
+                               pooled)
+                if start + rows == positions:
+                    _finish_image(pooling, pooled, tile, per_region, dest)
 
 
 def extract_patches(images, m, n_rows, n_cols, out):

@@ -363,3 +363,28 @@ def test_transform_refuses_one_bad_value(bad, message, dtype):
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+@pytest.mark.parametrize("pooling, pool, stride", [
+    ("mean", 3, None), ("max", 2, None), ("sum", 6, 3), ("mean", 4, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_images_share_a_matrix_product_with_the_same_result(
+        monkeypatch, n_jobs, pooling, pool, stride, dtype):
+    # Several small images go to one matrix product; one image per product
+    # (_GROUP_ROWS = 1) is the same arithmetic on the same rows (BLAS may
+    # round a row differently in a longer product).
+    from skaecnn import _kernels
+
+    X = images(n=23, h=12, w=12, seed=2).astype(dtype)  # 64 positions each
+    conv = ConvPoolTransformer(
+        make_pipeline(PatchNormalizer(0.1), sae()), patch_size=5, pool_size=pool,
+        pool_stride=stride, pooling=pooling, activation="split", n_jobs=n_jobs,
+    ).fit(X)
+    assert conv.path_ == "folded"
+    assert _kernels._images_per_task(len(X), 64, 4096, n_jobs) > 1
+    grouped = conv.transform(X)
+    monkeypatch.setattr(_kernels, "_GROUP_ROWS", 1)
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(grouped, conv.transform(X), rtol=tol, atol=tol)
+    np.testing.assert_allclose(grouped[5], conv.transform(X[5:6])[0], rtol=tol, atol=tol)
