@@ -40,12 +40,14 @@ pooling; timed on a few images), and skaecnn's parallel efficiency: its rate
 over the threads times its rate with ``n_jobs=1``, timed in the same repeats.
 Before timing it checks that skaecnn and torch agree.
 
-On the 2-core VM the small shapes' ratios moved from run to run with the
-machine, not the code: on the digits shape skaecnn's own two-thread rate
-moved between about 255,000 and 345,000 images/s within one process and
-between processes, while its one-thread rate stayed at 175,000-179,000
-(parallel efficiency 0.78-0.97; numba's dynamic chunks did not change it).
-The efficiency column shows such a phase in the run itself.
+On the 2-core VM the small shapes' ratios moved from run to run. Part of it
+was the code: on the digits shape two kernel threads shared a cache line and
+made a BLAS call per image, and their rate moved between 190,000 and 330,000
+images/s while two one-thread processes ran 176,000 each, steadily (see
+``_kernels.thread_buffers`` and ``_kernels._images_per_task``). Part of it is
+the machine: after an idle second, two one-thread processes also drop by a
+third (122,000 against 164,000-190,000 each). The efficiency column shows
+such a phase in the run itself.
 
 **Targets (issue 13): ratio >= 1.5 on mnist, usps and digits in every run (aim
 3), >= 2.5 on cifar and stl; latency ratio >= 1 for 1 and 16 images; the

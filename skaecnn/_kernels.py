@@ -36,8 +36,8 @@ variance (PatchNormalizer, computed in place rather than folded).
 would otherwise keep every loop that divides from vectorizing.
 """
 
-from contextlib import nullcontext
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -614,7 +614,7 @@ def convolve_pool(images, filters_t, bias, m, normalize, epsilon, activation, po
     with blas_limit(1) if n_threads > 1 else nullcontext():
         _over_images(
             n_tasks, _convolve_pool, _convolve_pool_image,
-            (first, *shared, min(group, n_images), patches[0], responses[0],
+            (first, *shared, group, patches[0], responses[0],
              dest if tiles is None else tiles[0], dest),
             (images, *shared, group, patches, responses, tiles, n_bands, band_rows, out),
         )
